@@ -1,0 +1,51 @@
+"""The MetaQNN search space and its Gymnasium environment (numpy, gymnasium, networkx only).
+
+Importing this package registers ``metaqnn/CNNDesign-v0``::
+
+    import gymnasium, envs
+    env = gymnasium.make("metaqnn/CNNDesign-v0", space="mnist", reward_fn=my_reward)
+"""
+
+import gymnasium
+
+from envs.cnn_design import CNNDesignEnv, encode_state, observation_space
+from envs.layers import (
+    Architecture,
+    ArchitectureError,
+    ArchitectureParseError,
+    Conv,
+    FullyConnected,
+    GlobalAvgPool,
+    Layer,
+    Pool,
+    Softmax,
+)
+from envs.space import PRESETS, RULES, RuleViolation, SearchSpace, State, get_space, output_size
+
+ENV_ID = "metaqnn/CNNDesign-v0"
+
+if ENV_ID not in gymnasium.registry:
+    gymnasium.register(id=ENV_ID, entry_point="envs.cnn_design:CNNDesignEnv")
+
+__all__ = [
+    "ENV_ID",
+    "PRESETS",
+    "RULES",
+    "Architecture",
+    "ArchitectureError",
+    "ArchitectureParseError",
+    "CNNDesignEnv",
+    "Conv",
+    "FullyConnected",
+    "GlobalAvgPool",
+    "Layer",
+    "Pool",
+    "RuleViolation",
+    "SearchSpace",
+    "Softmax",
+    "State",
+    "encode_state",
+    "get_space",
+    "observation_space",
+    "output_size",
+]
