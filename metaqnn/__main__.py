@@ -1,0 +1,7 @@
+"""``python -m metaqnn``: the command line."""
+
+import sys
+
+from metaqnn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,427 @@
+"""The ``metaqnn`` command line. Each subcommand is an entry of :data:`COMMANDS`.
+
+Every error a user can cause (a malformed architecture, a broken rule, an unknown or missing
+dataset, a corrupt checkpoint, a bad option value) ends the program with one line on stderr
+and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import metaqnn
+from envs.cnn_design import CNNDesignEnv
+from envs.graph import count_architectures, state_graph, summarize_state_graph
+from envs.layers import Architecture, ArchitectureError
+from envs.space import RULES, SearchSpace, get_space
+from metaqnn.errors import ConfigError, MetaQNNError
+
+EXIT_USER_ERROR = 2
+EXIT_FAILED_RUN = 1
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: how to configure its parser and what it runs."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# ------------------------------------------------------------------ shared options
+def _space(name: str, **overrides: object) -> SearchSpace:
+    try:
+        return get_space(name, **overrides)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _parse(text: str) -> Architecture:
+    return Architecture.parse(text)
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"bad --device {name!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name!r}: CUDA is not available on this machine")
+    return device
+
+
+def _add_data_options(p: argparse.ArgumentParser, default_dataset: str | None = "digits") -> None:
+    if default_dataset is not None:
+        p.add_argument("--dataset", default=default_dataset, help="dataset name (see `datasets`)")
+    p.add_argument("--data-root", default=None, help="data root (default: $METAQNN_DATA)")
+    p.add_argument("--download", action="store_true", help="let torchvision download files")
+    p.add_argument("--val-size", type=int, default=None, help="validation images held out")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
+    p.add_argument("--seed", type=int, default=0, help="seed of split, init and shuffling")
+
+
+def _add_net_options(p: argparse.ArgumentParser) -> None:
+    from metaqnn.nets import ACTIVATIONS, INITS, NORMS
+
+    p.add_argument("--norm", default="batch", help=f"normalisation: {', '.join(sorted(NORMS))}")
+    p.add_argument("--activation", default="relu", help=", ".join(sorted(ACTIVATIONS)))
+    p.add_argument("--init", default="xavier", help=", ".join(sorted(INITS)))
+    p.add_argument("--no-dropout", action="store_true", help="disable MetaQNN's dropout")
+
+
+def _net_config(args: argparse.Namespace):
+    from metaqnn.nets import NetConfig
+
+    return NetConfig(
+        norm=args.norm, activation=args.activation, dropout=not args.no_dropout, init=args.init
+    )
+
+
+def _load(args: argparse.Namespace, name: str | None = None):
+    from metaqnn.data import load_dataset
+
+    return load_dataset(
+        name or args.dataset,
+        root=args.data_root,
+        val_size=args.val_size,
+        device=_device(args.device),
+        seed=args.seed,
+        download=args.download,
+    )
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    """A GitHub-markdown table, columns padded for the terminal."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(header), sep, *map(line, rows)])
+
+
+# ------------------------------------------------------------------ space / validate / sample
+def _configure_space(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", default="mnist", help="search-space preset")
+
+
+def _run_space(args: argparse.Namespace) -> int:
+    space = _space(args.space)
+    graph = state_graph(space)
+    summary = summarize_state_graph(graph)
+    print(f"search space {space.name!r}")
+    for name, value in vars(space).items():
+        print(f"  {name:15s} {value}")
+    print(f"actions           {len(space.actions)} ({', '.join(map(str, space.actions))})")
+    print(f"reachable states  {summary.states} ({summary.terminal_states} terminal)")
+    print(f"legal (state, action) pairs  {summary.actions}")
+    print(f"architectures     {count_architectures(graph, space.start()):,}")
+    print("rules:")
+    for name, rule in RULES.items():
+        print(f"  {name:30s} {rule.description}")
+    return 0
+
+
+def _configure_validate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("architecture", help='e.g. "[C(64,3,1), P(2,2), FC(512), SM(10)]"')
+    p.add_argument("--space", default="mnist", help="search-space preset whose rules to check")
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    from metaqnn.nets import count_flops, trace_shapes
+
+    space = _space(args.space)
+    arch = space.validate(args.architecture)
+    shapes = trace_shapes(arch, in_channels=space.input_channels, input_size=space.input_size)
+    print(f"{arch} obeys every rule of search space {space.name!r}")
+    rows = [
+        [
+            str(i),
+            str(layer),
+            f"{s.out_channels}" + ("" if s.flat else f"x{s.out_size}x{s.out_size}"),
+        ]
+        for i, (layer, s) in enumerate(zip(arch, shapes, strict=True))
+    ]
+    print(_table(rows, ["#", "layer", "output shape"]))
+    flops = count_flops(arch, in_channels=space.input_channels, input_size=space.input_size)
+    print(f"FLOPs per image: {flops:,}")
+    return 0
+
+
+def _configure_sample(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", default="mnist", help="search-space preset")
+    p.add_argument("-n", "--count", type=int, default=5, help="architectures to sample")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    space = _space(args.space)
+    rng = np.random.default_rng(args.seed)
+    for _ in range(args.count):
+        print(space.sample(rng))
+    return 0
+
+
+# ------------------------------------------------------------------ datasets
+def _configure_datasets(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", default=None, help="data root (default: $METAQNN_DATA)")
+
+
+def _run_datasets(args: argparse.Namespace) -> int:
+    from metaqnn.data import describe
+
+    info = describe(args.data_root)
+    print(f"data root: {info[0]['root']}")
+    rows = [
+        [d["name"], "x".join(map(str, d["input_shape"])), str(d["num_classes"]),
+         "yes" if d["available"] else "no", d["description"]]
+        for d in info
+    ]  # fmt: skip
+    print(_table(rows, ["dataset", "shape", "classes", "available", "description"]))
+    return 0
+
+
+# ------------------------------------------------------------------ train / evaluate
+def _configure_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("architecture", help='e.g. "[C(32,3,1), P(2,2), FC(128), SM(10)]"')
+    _add_data_options(p, default_dataset="mnist")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int, default=None, help="epochs (default 20)")
+    budget.add_argument("--steps", type=int, default=None, help="optimizer steps instead")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--space", default=None, help="also check the rules of this preset")
+    _add_net_options(p)
+    p.add_argument("--out", default=None, help="checkpoint path (default runs/train/...pt)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from metaqnn.checkpoint import save_checkpoint
+    from metaqnn.runinfo import run_metadata
+    from metaqnn.training import TrainConfig, evaluate, train_architecture
+
+    arch = _parse(args.architecture)
+    if args.space is not None:
+        _space(args.space).validate(arch)
+    config = TrainConfig(
+        epochs=args.epochs if args.epochs is not None else TrainConfig.epochs,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    net_config = _net_config(args)
+    device = _device(args.device)
+    start = time.perf_counter()
+    data = _load(args)
+    if arch.num_classes != data.spec.num_classes:
+        raise ConfigError(
+            f"{arch} ends in SM({arch.num_classes}) but {data.name} has "
+            f"{data.spec.num_classes} classes"
+        )
+    result = train_architecture(
+        arch, data.train, data.val, config, net_config=net_config, device=device,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    if result.status != "ok":
+        print(f"metaqnn: training diverged: {result.reason}", file=sys.stderr)
+        return EXIT_FAILED_RUN
+    test = evaluate(result.model, data.test, batch_size=config.eval_batch_size)
+    wall = time.perf_counter() - start
+    metrics = {
+        "val_accuracy": result.val_accuracy,
+        "val_loss": result.val_loss,
+        "test_accuracy": test.accuracy,
+        "test_loss": test.loss,
+        "train_wall_time_s": result.wall_time_s,
+        "steps": result.total_steps,
+        "restarts": result.restarts,
+        "history": [dict(h) for h in result.history],
+        "run": run_metadata(device),
+    }
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out or f"runs/train/{data.name}__seed{args.seed}__{stamp}.pt")
+    save_checkpoint(
+        out, architecture=arch, net_config=net_config, train_config=config, dataset=data.name,
+        input_shape=data.spec.input_shape, state_dict=result.state_dict(), metrics=metrics,
+    )  # fmt: skip
+    print(f"architecture   {arch}")
+    print(f"dataset        {data.source}: {len(data.train)} train, {len(data.val)} val, "
+          f"{len(data.test)} test")  # fmt: skip
+    print(f"training       {result.epochs_run} epochs, {result.total_steps} steps, "
+          f"{result.restarts} restarts on {metrics['run']['device_name']}")  # fmt: skip
+    print(f"validation     accuracy {result.val_accuracy:.4f}  loss {result.val_loss:.4f}")
+    print(f"test           accuracy {test.accuracy:.4f}  loss {test.loss:.4f}")
+    print(f"wall time      {wall:.1f} s (training {result.wall_time_s:.1f} s)")
+    print(f"checkpoint     {out}")
+    return 0
+
+
+def _configure_evaluate(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    acc = sub.add_parser("accuracy", help="accuracy of a checkpoint on its dataset")
+    acc.add_argument("checkpoint", help="a checkpoint written by `metaqnn train`")
+    _add_data_options(acc, default_dataset=None)
+    acc.add_argument("--split", choices=["test", "val"], default="test")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from metaqnn.checkpoint import load_checkpoint
+    from metaqnn.training import evaluate
+
+    ckpt = load_checkpoint(args.checkpoint)
+    device = _device(args.device)
+    data = _load(args, name=ckpt.dataset)
+    if tuple(data.spec.input_shape) != tuple(ckpt.input_shape):
+        raise ConfigError(
+            f"{args.checkpoint} expects inputs {ckpt.input_shape}, {data.name} has "
+            f"{data.spec.input_shape}"
+        )
+    model = ckpt.build_model(device)
+    split = getattr(data, args.split)
+    result = evaluate(model, split)
+    print(f"{ckpt.architecture} on {data.source} {args.split} split ({len(split)} images): "
+          f"accuracy {result.accuracy:.4f}, loss {result.loss:.4f}")  # fmt: skip
+    return 0
+
+
+# ------------------------------------------------------------------ demo
+def _configure_demo(p: argparse.ArgumentParser) -> None:
+    _add_data_options(p, default_dataset="digits")
+    p.add_argument("--models", type=int, default=10, help="unique architectures to train")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs per model")
+    p.add_argument("--out", default=None, help="also write the table here (.md) and .json")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from metaqnn.rewards import RealDataReward
+    from metaqnn.runinfo import run_metadata
+    from metaqnn.training import TrainConfig
+
+    if args.models < 1 or args.epochs < 1:
+        raise ConfigError(
+            f"--models and --epochs must be positive, got {args.models}, {args.epochs}"
+        )
+    device = _device(args.device)
+    start = time.perf_counter()
+    data = _load(args)
+    space = _space(data.spec.preset)
+    reward = RealDataReward(
+        data, TrainConfig(epochs=args.epochs, seed=args.seed), device=device, measure_test=True
+    )
+    results: dict[Architecture, object] = {}
+
+    def score(arch: Architecture) -> float:
+        if arch not in results:  # a model sampled again is not retrained
+            results[arch] = reward.evaluate(arch)
+        return results[arch].reward
+
+    env = CNNDesignEnv(space, reward_fn=score)
+    rng = np.random.default_rng(args.seed)
+    print(f"Sampling {args.models} architectures from the {space.name!r} search space and "
+          f"training each for {args.epochs} epochs on {data.source} "
+          f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test).")  # fmt: skip
+    episodes = 0
+    with tqdm(total=args.models, unit="model") as bar:
+        while len(results) < args.models and episodes < 100 * args.models:
+            _, info = env.reset(seed=args.seed if episodes == 0 else None)
+            done, episodes = False, episodes + 1
+            before = len(results)
+            while not done:
+                action = int(rng.choice(np.flatnonzero(info["action_mask"])))
+                _, _, done, _, info = env.step(action)
+            bar.update(len(results) - before)
+    ranked = sorted(results.values(), key=lambda r: r.reward, reverse=True)
+    rows = [
+        [str(i), f"{r.val_accuracy:.4f}", f"{r.test_accuracy:.4f}" if r.test_accuracy else "-",
+         f"{r.parameters:,}", f"{r.flops / 1e6:.2f}", f"{r.wall_time_s:.1f}", r.architecture]
+        for i, r in enumerate(ranked, start=1)
+    ]  # fmt: skip
+    table = _table(
+        rows, ["rank", "val acc", "test acc", "params", "MFLOPs", "time s", "architecture"]
+    )
+    print(table)
+    elapsed = time.perf_counter() - start
+    print(f"{len(results)} unique architectures from {episodes} episodes in {elapsed:.1f} s "
+          f"on {run_metadata(device)['device_name']}")  # fmt: skip
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".md").write_text(table + "\n")
+        payload = {
+            "run": run_metadata(device),
+            "args": vars(args),
+            "results": [vars(r) for r in ranked],
+        }
+        out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
+        print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+    return 0
+
+
+#: The subcommands, in help order.
+COMMANDS: dict[str, Command] = {
+    "demo": Command(
+        "sample architectures, train each briefly, rank them", _configure_demo, _run_demo
+    ),
+    "train": Command(
+        "train one architecture on real data, save a checkpoint", _configure_train, _run_train
+    ),
+    "evaluate": Command("evaluate a checkpoint", _configure_evaluate, _run_evaluate),
+    "validate": Command(
+        "check an architecture against a search space", _configure_validate, _run_validate
+    ),
+    "sample": Command(
+        "print random valid architectures of a search space", _configure_sample, _run_sample
+    ),
+    "space": Command(
+        "describe a search space: actions, states, rules", _configure_space, _run_space
+    ),
+    "datasets": Command(
+        "list the datasets and whether their files are here", _configure_datasets, _run_datasets
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="metaqnn", description="CNN architecture search with MetaQNN and GTN rewards."
+    )
+    parser.add_argument("--version", action="version", version=f"metaqnn {metaqnn.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        command.configure(sub.add_parser(name, help=command.help, description=command.help))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args)
+    except (MetaQNNError, ArchitectureError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"metaqnn: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("metaqnn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+import subprocess
+import sys
+
+import pytest
+
+from metaqnn.checkpoint import load_checkpoint
+from metaqnn.cli import COMMANDS, build_parser, main
+
+TARGET = "[C(32,3,1), P(2,2), C(64,3,1), P(2,2), FC(128), SM(10)]"
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line_error(capsys, *argv, contains=()):
+    code, _, err = _run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("metaqnn: error: "), err
+    for text in contains:
+        assert text in lines[0]
+    return lines[0]
+
+
+def test_every_command_has_help():
+    parser = build_parser()
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as info:
+            parser.parse_args([name, "--help"])
+        assert info.value.code == 0
+
+
+def test_validate_ok_prints_shapes(capsys):
+    code, out, _ = _run(
+        capsys, "validate", "[C(64,3,1), P(2,2), FC(128), SM(10)]", "--space", "digits"
+    )
+    assert code == 0
+    assert "obeys every rule" in out and "64x4x4" in out
+
+
+def test_malformed_architecture_is_one_line(capsys):
+    _one_line_error(capsys, "validate", "[C(64,3,1), P(2,2) FC(128), SM(10)]",
+                    contains=("P(2,2) FC(128)", "position 12"))  # fmt: skip
+
+
+def test_rule_breaking_architecture_names_the_rule(capsys):
+    _one_line_error(capsys, "validate", "[C(64,3,1), P(2,2), P(2,2), SM(10)]",
+                    contains=("no-pool-after-pool", "layer 2"))  # fmt: skip
+    _one_line_error(capsys, "train", "[P(2,2), SM(10)]", "--space", "digits",
+                    contains=("no-pool-first",))  # fmt: skip
+
+
+def test_unknown_dataset_and_preset(capsys):
+    _one_line_error(capsys, "train", "[SM(10)]", "--dataset", "imagenet", contains=("imagenet",))
+    _one_line_error(capsys, "sample", "--space", "imagenet", contains=("imagenet",))
+
+
+def test_missing_data_root_names_dataset_and_root(capsys, tmp_path):
+    root = tmp_path / "empty"
+    root.mkdir()
+    _one_line_error(capsys, "train", "[SM(10)]", "--dataset", "mnist", "--data-root", str(root),
+                    contains=("mnist", str(root), "--download"))  # fmt: skip
+
+
+def test_corrupt_and_missing_checkpoints(capsys, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    _one_line_error(capsys, "evaluate", "accuracy", str(bad), contains=(str(bad),))
+    _one_line_error(capsys, "evaluate", "accuracy", str(tmp_path / "none.pt"),
+                    contains=("none.pt", "no such"))  # fmt: skip
+
+
+def test_bad_option_values(capsys):
+    _one_line_error(capsys, "train", "[SM(10)]", "--epochs", "0", contains=("epochs",))
+    _one_line_error(capsys, "train", "[SM(10)]", "--dataset", "digits", "--norm", "foo",
+                    contains=("foo",))  # fmt: skip
+    _one_line_error(capsys, "train", "[SM(3)]", "--dataset", "digits", contains=("SM(3)",))
+    _one_line_error(capsys, "train", "[C(8,3,1), P(9,9), SM(10)]", "--dataset", "digits",
+                    contains=("P(9,9)", "layer 1"))  # fmt: skip
+
+
+def test_train_then_evaluate_on_digits(capsys, tmp_path):
+    ckpt = tmp_path / "model.pt"
+    code, out, _ = _run(capsys, "train", "[C(16,3,1), P(2,2), FC(64), SM(10)]", "--dataset",
+                        "digits", "--epochs", "3", "--out", str(ckpt), "--no-progress")  # fmt: skip
+    assert code == 0, out
+    test_line = next(line for line in out.splitlines() if line.startswith("test"))
+    accuracy = float(test_line.split()[2])
+    assert accuracy > 0.5
+    loaded = load_checkpoint(ckpt)
+    assert loaded.metrics["test_accuracy"] == pytest.approx(accuracy, abs=1e-4)
+    assert loaded.metrics["run"]["device"] == "cpu"
+    code, out, _ = _run(capsys, "evaluate", "accuracy", str(ckpt))
+    assert code == 0
+    assert f"accuracy {accuracy:.4f}" in out
+
+
+def test_demo_ranks_unique_architectures(capsys, tmp_path):
+    out_file = tmp_path / "demo"
+    code, out, _ = _run(capsys, "demo", "--models", "3", "--epochs", "1", "--out", str(out_file))
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "rank" not in line]
+    assert len(rows) == 3
+    accs = [float(r.split("|")[2]) for r in rows]
+    assert accs == sorted(accs, reverse=True)
+    assert out_file.with_suffix(".json").exists() and out_file.with_suffix(".md").exists()
+
+
+def test_sample_is_seeded(capsys):
+    _, a, _ = _run(capsys, "sample", "--space", "mnist", "-n", "4", "--seed", "3")
+    _, b, _ = _run(capsys, "sample", "--space", "mnist", "-n", "4", "--seed", "3")
+    assert a == b and len(a.splitlines()) == 4
+
+
+def test_space_reports_counts(capsys):
+    code, out, _ = _run(capsys, "space", "--space", "digits")
+    assert code == 0
+    assert "reachable states" in out and "no-pool-after-pool" in out
+
+
+def test_console_entry_point_exits_non_zero_with_one_line():
+    proc = subprocess.run(
+        [sys.executable, "-m", "metaqnn", "validate", "[C(64,3,1), X, SM(10)]"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "'X'" in proc.stderr
+
+
+@pytest.mark.slow
+def test_mnist_one_epoch_reaches_97_percent(capsys, tmp_path, shared_data_root):
+    """The foundation issue's target: the reference CNN, 1 epoch of MNIST, >= 97% test."""
+    code, out, _ = _run(capsys, "train", TARGET, "--dataset", "mnist", "--epochs", "1",
+                        "--data-root", str(shared_data_root), "--out", str(tmp_path / "m.pt"),
+                        "--no-progress")  # fmt: skip
+    assert code == 0, out
+    test_line = next(line for line in out.splitlines() if line.startswith("test"))
+    assert float(test_line.split()[2]) >= 0.97, out
