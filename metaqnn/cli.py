@@ -373,6 +373,25 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_gtn(p: argparse.ArgumentParser) -> None:
+    from metaqnn import cli_gtn
+
+    sub = p.add_subparsers(dest="gtn_command", required=True, metavar="WHAT")
+    for name, (configure, help_text) in {
+        "train": (cli_gtn.configure_train, "meta-train a GTN teacher (resumable)"),
+        "sample": (cli_gtn.configure_sample, "write a PNG grid of generated samples per class"),
+        "eval": (cli_gtn.configure_eval, "an architecture trained by GTN vs real data"),
+    }.items():
+        configure(sub.add_parser(name, help=help_text, description=help_text))
+
+
+def _run_gtn(args: argparse.Namespace) -> int:
+    from metaqnn import cli_gtn
+
+    runs = {"train": cli_gtn.run_train, "sample": cli_gtn.run_sample, "eval": cli_gtn.run_eval}
+    return runs[args.gtn_command](args)
+
+
 #: The subcommands, in help order.
 COMMANDS: dict[str, Command] = {
     "demo": Command(
@@ -382,6 +401,7 @@ COMMANDS: dict[str, Command] = {
         "train one architecture on real data, save a checkpoint", _configure_train, _run_train
     ),
     "evaluate": Command("evaluate a checkpoint", _configure_evaluate, _run_evaluate),
+    "gtn": Command("Generative Teaching Networks: train, sample, eval", _configure_gtn, _run_gtn),
     "validate": Command(
         "check an architecture against a search space", _configure_validate, _run_validate
     ),

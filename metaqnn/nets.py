@@ -92,12 +92,27 @@ def _batch_norm(layer: nn.Module, features: int, spatial: bool) -> list[nn.Modul
     return [layer, nn.BatchNorm2d(features) if spatial else nn.BatchNorm1d(features)]
 
 
-#: Normalisation name -> spec. ``weight`` is GTN's (every conv and linear layer, the
-#: classifier included); ``batch`` puts BatchNorm after every hidden conv and FC layer.
+def _batch_stat_norm(layer: nn.Module, features: int, spatial: bool) -> list[nn.Module]:
+    bn = nn.BatchNorm2d if spatial else nn.BatchNorm1d
+    return [layer, bn(features, track_running_stats=False)]
+
+
+#: Normalisation name -> spec. ``weight`` is GTN's weight normalisation (every conv and linear
+#: layer, the classifier included); ``batch`` puts BatchNorm after every hidden conv and FC
+#: layer. ``batchstat`` is BatchNorm without running statistics: it normalises with the
+#: statistics of the batch at hand in training and evaluation alike, which is what a learner
+#: trained on synthetic data needs (running statistics of synthetic batches do not fit real
+#: data). ``weight+batchstat`` is GTN's learner: weight norm followed by ``batchstat``.
 NORMS: dict[str, NormSpec] = {
     "none": NormSpec(True, lambda layer, n, spatial: [layer], lambda layer: layer),
     "batch": NormSpec(False, _batch_norm, lambda layer: layer),
     "weight": NormSpec(True, lambda layer, n, spatial: [weight_norm(layer)], weight_norm),
+    "batchstat": NormSpec(False, _batch_stat_norm, lambda layer: layer),
+    "weight+batchstat": NormSpec(
+        False,
+        lambda layer, n, spatial: _batch_stat_norm(weight_norm(layer), n, spatial),
+        weight_norm,
+    ),
 }
 
 

@@ -139,3 +139,34 @@ def test_mnist_one_epoch_reaches_97_percent(capsys, tmp_path, shared_data_root):
     assert code == 0, out
     test_line = next(line for line in out.splitlines() if line.startswith("test"))
     assert float(test_line.split()[2]) >= 0.97, out
+
+
+GTN_TINY = [
+    *("--inner-steps", "2", "--inner-batch", "16", "--generator-hidden", "32"),
+    *("--noise-dim", "8", "--meta-batch", "32", "--eval-archs", "1", "--no-progress"),
+]
+
+
+def test_gtn_train_resume_sample_eval(capsys, tmp_path):
+    run = tmp_path / "gtn"
+    code, out, _ = _run(capsys, "gtn", "train", "--outer-steps", "3", "--max-minutes", "0",
+                        "--logdir", str(run), *GTN_TINY)  # fmt: skip
+    assert code == 0, out
+    assert (run / "checkpoint.pt").exists() and (run / "config.json").exists()
+    assert "outer step 0/3" in out
+    code, out, _ = _run(capsys, "gtn", "train", "--resume", str(run), "--no-progress",
+                        "--eval-archs", "0")  # fmt: skip
+    assert code == 0 and "outer step 3/3" in out
+    code, out, _ = _run(capsys, "gtn", "sample", str(run), "--out", str(tmp_path / "s.png"))
+    assert code == 0 and (tmp_path / "s.png").stat().st_size > 0
+    code, out, _ = _run(capsys, "gtn", "eval", str(run), "[C(16,3,1), P(2,2), FC(64), SM(10)]",
+                        "--seeds", "1", "--real-lrs", "0.01")  # fmt: skip
+    assert code == 0 and "GTN, 2 steps" in out and "real data, Adam lr 0.01" in out
+
+
+def test_gtn_bad_checkpoint_is_one_line(capsys, tmp_path):
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(b"nope")
+    _one_line_error(capsys, "gtn", "sample", str(tmp_path), contains=("checkpoint.pt",))
+    _one_line_error(capsys, "gtn", "train", "--curriculum", "weird", "--outer-steps", "1",
+                    "--logdir", str(tmp_path / "x"), contains=("weird",))  # fmt: skip

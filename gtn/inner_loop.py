@@ -1,0 +1,163 @@
+"""The inner loop: a learner trained by SGD with momentum whose learning rate and momentum are
+learned per step, written as a pure function of (parameters, batches) on
+``torch.func.functional_call`` so that the meta-gradient flows through every step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+Params = dict[str, torch.Tensor]
+#: Inner step -> (inputs (B, C, H, W), targets: (B,) labels or (B, K) distributions).
+BatchFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
+
+
+class LearnedSGD(nn.Module):
+    """Per-step learning rate (log-parameterised) and momentum (logit-parameterised).
+
+    Args:
+        steps: Inner steps.
+        lr: Initial learning rate of every step (the paper's 0.02).
+        momentum: Initial momentum of every step (the paper's 0.5); kept in (0, 1) by a
+            sigmoid.
+    """
+
+    def __init__(self, steps: int, lr: float = 0.02, momentum: float = 0.5) -> None:
+        super().__init__()
+        if steps < 1 or lr <= 0 or not 0 < momentum < 1:
+            raise ValueError(f"LearnedSGD needs steps >= 1, lr > 0, 0 < momentum < 1; got "
+                             f"{steps}, {lr}, {momentum}")  # fmt: skip
+        self.log_lr = nn.Parameter(torch.full((steps,), math.log(lr)))
+        self.momentum_logit = nn.Parameter(
+            torch.full((steps,), math.log(momentum / (1 - momentum)))
+        )
+
+    @property
+    def steps(self) -> int:
+        """Number of inner steps with a learned schedule."""
+        return self.log_lr.shape[0]
+
+    def lrs(self) -> torch.Tensor:
+        """(steps,) learning rates."""
+        return self.log_lr.exp()
+
+    def momenta(self) -> torch.Tensor:
+        """(steps,) momenta in (0, 1)."""
+        return self.momentum_logit.sigmoid()
+
+
+def model_params(model: nn.Module) -> tuple[Params, Params]:
+    """The (parameters, buffers) of a module as name -> tensor dicts for ``functional_call``."""
+    return dict(model.named_parameters()), dict(model.named_buffers())
+
+
+def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy with hard (B,) or soft (B, K) targets."""
+    return F.cross_entropy(logits, targets)
+
+
+@dataclass
+class UnrollResult:
+    """The learner's parameters after the unroll, the inner losses (tensors, no sync), and the
+    parameters after each step listed in ``keep_steps``."""
+
+    params: Params
+    losses: list[torch.Tensor]
+    kept: dict[int, Params]
+
+
+def sgd_step(
+    model: nn.Module,
+    params: Params,
+    buffers: Params,
+    velocity: Params,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    lr: torch.Tensor,
+    momentum: torch.Tensor,
+    *,
+    create_graph: bool,
+) -> tuple[Params, Params, torch.Tensor]:
+    """One SGD-with-momentum step: ``v <- m v + g``, ``p <- p - lr v``.
+
+    Returns:
+        New parameters, new velocity and the step's loss. With ``create_graph`` the new
+        parameters are differentiable in ``x``, ``targets``, ``lr``, ``momentum`` and
+        ``params``.
+    """
+    names = list(params)
+    with torch.enable_grad():  # the inner step needs gradients even under no_grad callers
+        logits = functional_call(model, (params, buffers), (x,))  # (B, K)
+        loss = loss_fn(logits, targets)
+        grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph)
+    new_v = {n: momentum * velocity[n] + g for n, g in zip(names, grads, strict=True)}
+    new_p = {n: params[n] - lr * new_v[n] for n in names}
+    return new_p, new_v, loss
+
+
+def unroll(
+    model: nn.Module,
+    params: Params,
+    buffers: Params,
+    batches: BatchFn,
+    optimizer: LearnedSGD,
+    steps: int,
+    *,
+    create_graph: bool = True,
+    truncate: int | None = None,
+    keep_steps: frozenset[int] = frozenset(),
+) -> UnrollResult:
+    """Train ``model``'s parameters for ``steps`` inner steps on ``batches``.
+
+    Args:
+        model: The learner (only its structure is used: parameters come from ``params``).
+        params: Initial parameters (name -> tensor); they need ``requires_grad``.
+        buffers: Its buffers (batch-norm statistics are updated in place).
+        batches: Step -> (inputs, targets).
+        optimizer: The learned schedule.
+        steps: Inner steps (at most ``optimizer.steps``).
+        create_graph: Keep the graph of every step for the meta-gradient.
+        truncate: Backpropagate only through the last ``truncate`` steps (bounds memory);
+            earlier steps run without a graph.
+        keep_steps: Steps (1-based counts of steps taken) after which to keep the parameters,
+            for intermediate meta-losses.
+
+    Returns:
+        The :class:`UnrollResult`.
+    """
+    if steps > optimizer.steps:
+        raise ValueError(f"{steps} inner steps requested, the schedule has {optimizer.steps}")
+    lrs, momenta = optimizer.lrs(), optimizer.momenta()
+    velocity = {n: torch.zeros_like(p) for n, p in params.items()}
+    first_graph_step = 0 if truncate is None or not create_graph else max(0, steps - truncate)
+    losses, kept = [], {}
+    for t in range(steps):
+        graph = create_graph and t >= first_graph_step
+        if create_graph and t == first_graph_step and t > 0:
+            params = {n: p.detach().requires_grad_() for n, p in params.items()}
+            velocity = {n: v.detach() for n, v in velocity.items()}
+        with torch.set_grad_enabled(graph):  # no generator graph for steps not backpropagated
+            x, targets = batches(t)
+        if not graph:
+            lr, m = lrs[t].detach(), momenta[t].detach()
+            params = {n: p.detach().requires_grad_() for n, p in params.items()}
+        else:
+            lr, m = lrs[t], momenta[t]
+        with torch.set_grad_enabled(graph or torch.is_grad_enabled()):
+            params, velocity, loss = sgd_step(
+                model, params, buffers, velocity, x, targets, lr, m, create_graph=graph
+            )
+        if not graph:
+            params = {n: p.detach() for n, p in params.items()}
+            velocity = {n: v.detach() for n, v in velocity.items()}
+        losses.append(loss.detach())
+        if t + 1 in keep_steps and t + 1 < steps:
+            kept[t + 1] = params
+    return UnrollResult(params, losses, kept)

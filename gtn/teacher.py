@@ -1,0 +1,115 @@
+"""``GTNTeacher``: a generator, a curriculum and a learned inner schedule that train a learner."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from gtn.curriculum import build_curriculum
+from gtn.generator import Generator, GeneratorConfig
+from gtn.inner_loop import BatchFn, LearnedSGD, UnrollResult, model_params, unroll
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """What a :class:`GTNTeacher` is made of."""
+
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    """The generator's shape."""
+    curriculum: str = "full"
+    """Curriculum name (see ``gtn.curriculum.CURRICULA``)."""
+    inner_steps: int = 32
+    """Inner steps the curriculum and the schedule cover."""
+    inner_batch: int = 128
+    """Synthetic examples per inner step."""
+    soft_labels: bool = False
+    """Learn a label distribution for every learned input."""
+    init_lr: float = 0.02
+    """Initial inner learning rate (the paper's)."""
+    init_momentum: float = 0.5
+    """Initial inner momentum (the paper's)."""
+    seed: int = 0
+    """Seed of the teacher's initialisation."""
+
+    def to_dict(self) -> dict:
+        """Plain-dict form (for checkpoints and TensorBoard)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TeacherConfig:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        gen = dict(data.pop("generator"))
+        for key in ("conv_channels", "low", "high"):
+            gen[key] = tuple(gen[key])
+        return cls(generator=GeneratorConfig(**gen), **data)
+
+
+class GTNTeacher(nn.Module):
+    """Trains any learner module for up to ``inner_steps`` steps on synthetic data.
+
+    Args:
+        config: The teacher's shape and initial schedule.
+    """
+
+    def __init__(self, config: TeacherConfig) -> None:
+        super().__init__()
+        self.config = config
+        with torch.random.fork_rng(devices=[]):  # seeded init, caller's RNG untouched
+            torch.manual_seed(config.seed)
+            self.generator = Generator(config.generator)
+        self.curriculum = build_curriculum(
+            config.curriculum,
+            steps=config.inner_steps,
+            batch_size=config.inner_batch,
+            noise_dim=config.generator.noise_dim,
+            num_classes=config.generator.num_classes,
+            soft_labels=config.soft_labels,
+            seed=config.seed,
+        )
+        self.schedule = LearnedSGD(config.inner_steps, config.init_lr, config.init_momentum)
+
+    def batches(self, generator: torch.Generator | None = None) -> BatchFn:
+        """Step -> (synthetic images (B, C, H, W), targets) drawn through the curriculum."""
+
+        def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+            inputs = self.curriculum(step, generator)
+            x = self.generator(inputs.noise, inputs.labels)  # (B, C, H, W)
+            return x, inputs.labels if inputs.targets is None else inputs.targets
+
+        return batch
+
+    def unroll(
+        self,
+        learner: nn.Module,
+        steps: int | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        create_graph: bool = True,
+        truncate: int | None = None,
+        keep_steps: frozenset[int] = frozenset(),
+    ) -> UnrollResult:
+        """Unroll the inner loop on ``learner``'s current parameters (they are not changed)."""
+        params, buffers = model_params(learner)
+        return unroll(
+            learner, params, buffers, self.batches(generator), self.schedule,
+            steps or self.config.inner_steps, create_graph=create_graph, truncate=truncate,
+            keep_steps=keep_steps,
+        )  # fmt: skip
+
+    def teach(self, learner: nn.Module, steps: int | None = None, *, seed: int = 0) -> nn.Module:
+        """Train ``learner`` in place for ``steps`` synthetic steps (default: all) and return it.
+
+        The teacher is left unchanged (its generator's batch norm uses batch statistics, as in
+        meta-training); the same seed gives the same batches.
+        """
+        device = next(self.parameters()).device
+        rng = torch.Generator(device=device).manual_seed(seed)
+        self.train()
+        result = self.unroll(learner, steps, generator=rng, create_graph=False)
+        with torch.no_grad():
+            for name, param in learner.named_parameters():
+                param.copy_(result.params[name])
+        return learner

@@ -1,0 +1,158 @@
+"""Where the GTN teacher meets architectures and datasets: teacher shapes per dataset, learner
+factories (the paper's learner, or a fresh architecture from the search space at every outer
+step), and the GTN reward for the search.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from envs.layers import Architecture
+from envs.space import SearchSpace
+from gtn.generator import GeneratorConfig
+from gtn.teacher import GTNTeacher, TeacherConfig
+from metaqnn.data import Dataset, Split
+from metaqnn.nets import NetConfig, build_model, count_flops, count_parameters
+from metaqnn.rewards import RewardResult
+from metaqnn.training import evaluate
+
+#: GTN learners: weight norm then batch-statistics batch norm, LeakyReLU(0.1), Kaiming init, no
+#: dropout. Batch statistics (no running statistics) because running statistics gathered on
+#: synthetic batches do not fit real data.
+GTN_LEARNER = NetConfig(
+    norm="weight+batchstat", activation="leaky_relu", dropout=False, init="kaiming"
+)
+
+#: The GTN paper's learner per input shape (MNIST: conv64, pool, conv128, pool, FC256, FC10).
+PAPER_LEARNERS: dict[str, str] = {
+    "mnist": "[C(64,3,1), P(2,2), C(128,3,1), P(2,2), FC(256), SM(10)]",
+    "fashion-mnist": "[C(64,3,1), P(2,2), C(128,3,1), P(2,2), FC(256), SM(10)]",
+    "cifar10": "[C(64,3,1), P(2,2), C(128,3,1), P(2,2), FC(256), SM(10)]",
+    "digits": "[C(32,3,1), P(2,2), FC(64), SM(10)]",
+}
+
+
+def pixel_range(dataset: Dataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel normalised values of pixels 0 and 1: the generator's output range."""
+    low = tuple((0.0 - m) / s for m, s in zip(dataset.mean, dataset.std, strict=True))
+    high = tuple((1.0 - m) / s for m, s in zip(dataset.mean, dataset.std, strict=True))
+    return low, high
+
+
+def teacher_config(dataset: Dataset, **overrides: object) -> TeacherConfig:
+    """A :class:`TeacherConfig` whose generator is shaped by ``dataset``.
+
+    ``overrides`` may set any TeacherConfig field, and generator fields prefixed ``generator_``
+    (e.g. ``generator_hidden=256``).
+    """
+    channels, size, _ = dataset.spec.input_shape
+    low, high = pixel_range(dataset)
+    gen_fields = {
+        k.removeprefix("generator_"): v for k, v in overrides.items() if k.startswith("generator_")
+    }
+    rest = {k: v for k, v in overrides.items() if not k.startswith("generator_")}
+    generator = GeneratorConfig(
+        channels=channels, image_size=size, num_classes=dataset.spec.num_classes,
+        low=low, high=high, **gen_fields,
+    )  # fmt: skip
+    return TeacherConfig(generator=generator, **rest)
+
+
+def fixed_learner_factory(
+    arch: Architecture,
+    dataset: Dataset,
+    net_config: NetConfig = GTN_LEARNER,
+    device: torch.device | str = "cpu",
+) -> Callable[[int], nn.Module]:
+    """Seed -> ``arch`` freshly initialised (the original GTN: new initialisations only)."""
+    channels, size, _ = dataset.spec.input_shape
+
+    def make(seed: int) -> nn.Module:
+        gen = torch.Generator().manual_seed(seed)
+        return build_model(arch, in_channels=channels, input_size=size, config=net_config,
+                           device=device, generator=gen)  # fmt: skip
+
+    return make
+
+
+def space_learner_factory(
+    space: SearchSpace,
+    dataset: Dataset,
+    net_config: NetConfig = GTN_LEARNER,
+    device: torch.device | str = "cpu",
+) -> Callable[[int], nn.Module]:
+    """Seed -> a fresh architecture sampled from ``space``, freshly initialised (the default:
+    it is what makes the teacher teach the whole space)."""
+    channels, size, _ = dataset.spec.input_shape
+
+    def make(seed: int) -> nn.Module:
+        arch = space.sample(np.random.default_rng(seed))
+        gen = torch.Generator().manual_seed(seed)
+        return build_model(arch, in_channels=channels, input_size=size, config=net_config,
+                           device=device, generator=gen)  # fmt: skip
+
+    return make
+
+
+class GTNReward:
+    """Architecture -> accuracy on real validation data after ``steps`` GTN steps.
+
+    Args:
+        teacher: A meta-trained teacher (on ``device``).
+        dataset: Supplies the validation split and the input shape.
+        steps: Inner steps (default: all the teacher learned).
+        val_size: Validation examples scored (the first ones; None: all). It dominates cost.
+        net_config: How architectures become learners.
+        seed: Seed of the learner's initialisation and of the curriculum's noise.
+        device: Where to train.
+    """
+
+    def __init__(
+        self,
+        teacher: GTNTeacher,
+        dataset: Dataset,
+        *,
+        steps: int | None = None,
+        val_size: int | None = None,
+        net_config: NetConfig = GTN_LEARNER,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.teacher, self.dataset = teacher, dataset
+        self.steps = steps or teacher.config.inner_steps
+        val = dataset.val if len(dataset.val) else dataset.test
+        n = len(val) if val_size is None else min(val_size, len(val))
+        self.val = Split(val.x[:n].to(device), val.y[:n].to(device))
+        self.net_config, self.seed, self.device = net_config, seed, torch.device(device)
+
+    def evaluate(self, architecture: Architecture) -> RewardResult:
+        """Teach a fresh learner of ``architecture`` and score it on the validation subset."""
+        start = time.perf_counter()
+        channels, size, _ = self.dataset.spec.input_shape
+        learner = fixed_learner_factory(architecture, self.dataset, self.net_config, self.device)(
+            self.seed
+        )
+        self.teacher.teach(learner, self.steps, seed=self.seed)
+        result = evaluate(learner, self.val, batch_size=1000)
+        ok = np.isfinite(result.loss)
+        return RewardResult(
+            architecture=str(architecture),
+            reward=result.accuracy if ok else 1.0 / self.dataset.spec.num_classes,
+            status="ok" if ok else "diverged",
+            reason="" if ok else "non-finite validation loss after GTN training",
+            val_accuracy=result.accuracy,
+            test_accuracy=None,
+            parameters=count_parameters(learner),
+            flops=count_flops(architecture, in_channels=channels, input_size=size),
+            steps=self.steps,
+            restarts=0,
+            wall_time_s=time.perf_counter() - start,
+        )
+
+    def __call__(self, architecture: Architecture) -> float:
+        return self.evaluate(architecture).reward

@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from envs.layers import Architecture
+from envs.space import get_space
+from gtn.teacher import GTNTeacher
+from metaqnn.data import load_dataset
+from metaqnn.teaching import (
+    GTN_LEARNER,
+    GTNReward,
+    fixed_learner_factory,
+    pixel_range,
+    space_learner_factory,
+    teacher_config,
+)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", seed=0)
+
+
+def _tiny_teacher(digits):
+    config = teacher_config(digits, inner_steps=3, inner_batch=16, generator_hidden=32,
+                            generator_noise_dim=8, generator_conv_channels=(8, 4))  # fmt: skip
+    return GTNTeacher(config)
+
+
+def test_teacher_is_shaped_by_the_dataset(digits):
+    config = teacher_config(digits)
+    assert (config.generator.channels, config.generator.image_size) == (1, 8)
+    low, high = pixel_range(digits)
+    assert torch.allclose(
+        digits.normalize(torch.zeros(1, 1, 8, 8)), torch.full((1, 1, 8, 8), low[0])
+    )
+    assert torch.allclose(
+        digits.normalize(torch.ones(1, 1, 8, 8)), torch.full((1, 1, 8, 8), high[0])
+    )
+
+
+def test_space_factory_draws_fresh_architectures(digits):
+    make = space_learner_factory(get_space("digits"), digits)
+    archs = {make(seed).architecture for seed in range(20)}
+    assert len(archs) > 5
+    a, b = make(7), make(7)
+    assert a.architecture == b.architecture
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_learners_use_weight_norm_and_batch_statistics(digits):
+    arch = Architecture.parse("[C(16,3,1), P(2,2), FC(64), SM(10)]")
+    model = fixed_learner_factory(arch, digits, GTN_LEARNER)(0)
+    names = [n for n, _ in model.named_parameters()]
+    assert any("original0" in n for n in names)
+    assert not list(model.buffers())  # no running statistics
+
+
+def test_gtn_reward_scores_on_validation_data(digits):
+    reward = GTNReward(_tiny_teacher(digits), digits, val_size=100)
+    arch = Architecture.parse("[C(16,3,1), P(2,2), FC(64), SM(10)]")
+    result = reward.evaluate(arch)
+    assert result.status == "ok" and result.steps == 3
+    assert 0.0 <= result.reward <= 1.0 and result.reward == result.val_accuracy
+    assert reward(arch) == result.reward  # same seed, same reward
+    assert len(reward.val) == 100
