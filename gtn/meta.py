@@ -284,21 +284,28 @@ class MetaTrainer:
 
 
 def sample_grid(teacher: GTNTeacher, per_class: int = 8, seed: int = 0) -> torch.Tensor:
-    """A (C, K*H, per_class*W) image in [0, 1]: row k holds samples of class k."""
+    """What the learner is taught: a (C, K*H, per_class*W) image in [0, 1] whose row k holds
+    the first ``per_class`` synthetic examples of class k in curriculum order."""
     config = teacher.config.generator
     device = next(teacher.parameters()).device
     rng = torch.Generator(device=device).manual_seed(seed)
     k, n = config.num_classes, per_class
-    labels = torch.arange(k, device=device).repeat_interleave(n)  # (K*n,)
-    noise = torch.randn(k * n, config.noise_dim, generator=rng, device=device)
+    rows: list[list[torch.Tensor]] = [[] for _ in range(k)]
+    gen = teacher.generator
     with torch.no_grad():
-        x = teacher.generator(noise, labels)  # (K*n, C, H, W)
-        x = (x - (teacher.generator.center - teacher.generator.half_range)) / (
-            2 * teacher.generator.half_range
-        )
-    c, h, w = x.shape[1:]
-    grid = x.clamp(0, 1).view(k, n, c, h, w).permute(2, 0, 3, 1, 4).reshape(c, k * h, n * w)
-    return grid.cpu()
+        for step in range(teacher.config.inner_steps):
+            batch = teacher.curriculum(step, rng)
+            x = gen(batch.noise, batch.labels)  # (B, C, H, W)
+            x = (x - (gen.center - gen.half_range)) / (2 * gen.half_range)  # -> [0, 1]
+            for image, label in zip(x, batch.labels.tolist(), strict=True):
+                if len(rows[label]) < n:
+                    rows[label].append(image)
+            if all(len(r) == n for r in rows):
+                break
+    c, h, w = config.channels, config.image_size, config.image_size
+    blank = torch.zeros(c, h, w, device=device)
+    grid = torch.stack([torch.stack(r + [blank] * (n - len(r))) for r in rows])  # (K, n, C, H, W)
+    return grid.clamp(0, 1).permute(2, 0, 3, 1, 4).reshape(c, k * h, n * w).cpu()
 
 
 def load_meta_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
