@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ from torch.func import functional_call
 from tqdm import tqdm
 
 from gtn.inner_loop import loss_fn
+from gtn.io import atomic_save
 from gtn.teacher import GTNTeacher, TeacherConfig
 
 FORMAT_VERSION = 1
@@ -261,17 +261,7 @@ class MetaTrainer:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write a checkpoint atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(self.state(), f)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_save(self.state(), path)
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore teacher, optimiser, scheduler, step, history and RNG from a checkpoint dict."""

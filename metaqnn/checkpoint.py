@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 import metaqnn
 from envs.layers import Architecture, ArchitectureError
+from gtn.io import atomic_save
 from metaqnn.errors import CheckpointError, ConfigError
 from metaqnn.nets import ArchitectureNet, NetConfig, build_model
 from metaqnn.training import TrainConfig
@@ -108,18 +108,7 @@ def save_checkpoint(
     }
     payload = {k: _plain(v, k, path) for k, v in plain.items()}
     payload["state_dict"] = {k: v.detach().cpu() for k, v in state_dict.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_save(payload, path)
 
 
 @dataclass(frozen=True)
