@@ -3,27 +3,23 @@
 Learned pixels for every inner step with fixed balanced labels, trained by plain SGD (momentum 0)
 with one learned learning rate per (epoch, step): the ``steps`` batches are replayed ``epochs``
 times, as in DD's "10 steps x 3 epochs" and its code (``raw_distill_lrs`` has steps * epochs
-entries, softplus-parameterised, initialised at 0.02). :class:`DistilledData` offers the part of
-:class:`gtn.teacher.GTNTeacher`'s interface that :class:`gtn.meta.MetaTrainer` uses, so the same
-outer loop (unroll, NaN skip, grad clip, Adam, cosine decay) trains it; :class:`DistillTrainer`
-only swaps the logging and the checkpoint labels, which in ``meta.py`` assume a generator.
+entries, softplus-parameterised, initialised at 0.02). :class:`DistilledData` is a
+:class:`gtn.teacher.SyntheticTeacher`, so :class:`gtn.meta.MetaTrainer` trains it with the same
+outer loop (unroll, NaN skip, grad clip, Adam, cosine decay, checkpoints of kind ``dd-meta``).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gtn.curriculum import balanced_labels
-from gtn.inner_loop import BatchFn, UnrollResult, model_params, unroll
-from gtn.meta import FORMAT_VERSION, MetaTrainer, StepRecord
+from gtn.inner_loop import BatchFn
+from gtn.teacher import SyntheticTeacher
 
 #: Initial images are N(0, 1) clipped to this fraction of the half-range before ``atanh``.
 _INIT_SATURATION = 0.99
@@ -114,7 +110,7 @@ class PlainSGDSchedule(nn.Module):
         return torch.zeros_like(self.raw_lr)
 
 
-class DistilledData(nn.Module):
+class DistilledData(SyntheticTeacher):
     """Learned images (steps, K * images_per_class, C, H, W) that train a learner in few steps.
 
     Inner step ``t`` uses batch ``t mod steps`` and its own learning rate ``lrs()[t]``. Images
@@ -124,6 +120,8 @@ class DistilledData(nn.Module):
     Args:
         config: Shape, schedule and initialisation.
     """
+
+    checkpoint_kind = "dd-meta"
 
     def __init__(self, config: DistillConfig) -> None:
         super().__init__()
@@ -149,111 +147,14 @@ class DistilledData(nn.Module):
         """Step -> (images (N, C, H, W), labels (N,)); ``generator`` is unused (no sampling)."""
         return lambda step: (self.images(step), self.labels)
 
-    def unroll(
-        self,
-        learner: nn.Module,
-        steps: int | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        create_graph: bool = True,
-        truncate: int | None = None,
-        keep_steps: frozenset[int] = frozenset(),
-    ) -> UnrollResult:
-        """Unroll the inner loop on ``learner``'s current parameters (they are not changed)."""
-        params, buffers = model_params(learner)
-        return unroll(
-            learner, params, buffers, self.batches(generator), self.schedule,
-            steps or self.config.inner_steps, create_graph=create_graph, truncate=truncate,
-            keep_steps=keep_steps,
-        )  # fmt: skip
-
-    def teach(self, learner: nn.Module, steps: int | None = None, *, seed: int = 0) -> nn.Module:
-        """Train ``learner`` in place for ``steps`` inner steps (default: all) and return it.
-
-        The distilled data are left unchanged. ``seed`` is accepted for parity with
-        :meth:`GTNTeacher.teach`; distilled data draw nothing at random.
-        """
-        result = self.unroll(learner, steps, create_graph=False)
+    def sample_grid(self, per_class: int | None = None, seed: int = 0) -> torch.Tensor:
+        """A (C, K*H, n*W) image in [0, 1], n = steps * images_per_class (``per_class`` and
+        ``seed`` are ignored: every distilled image is shown): row k holds class k's images
+        in step order."""
+        config = self.config
+        k, i, s = config.num_classes, config.images_per_class, config.steps
         with torch.no_grad():
-            for name, param in learner.named_parameters():
-                param.copy_(result.params[name])
-        return learner
-
-
-def distilled_grid(data: DistilledData) -> torch.Tensor:
-    """A (C, K*H, n*W) image in [0, 1], n = steps * images_per_class: row k holds class k's
-    images in step order."""
-    config = data.config
-    k, i, s = config.num_classes, config.images_per_class, config.steps
-    with torch.no_grad():
-        x = (data.images() - data.center + data.half_range) / (2 * data.half_range)
-    c, h, w = x.shape[2:]
-    x = x.reshape(s, i, k, c, h, w)  # batch position j * K + k holds class k
-    return x.clamp(0, 1).permute(3, 2, 4, 0, 1, 5).reshape(c, k * h, s * i * w).cpu()
-
-
-class DistillTrainer(MetaTrainer):
-    """:class:`gtn.meta.MetaTrainer` for :class:`DistilledData`: the same outer step, DD's own
-    TensorBoard images and checkpoints of kind ``"dd-meta"`` (keys ``config``, ``state``)."""
-
-    teacher: DistilledData
-
-    def _log(self, record: StepRecord) -> None:
-        writer, step = self._writer, record.step
-        if writer is None:
-            return
-        if step % self.config.log_every == 0 or record.skipped:
-            loss = record.meta_loss if math.isfinite(record.meta_loss) else -1
-            writer.add_scalar("meta/loss", loss, step)
-            writer.add_scalar("meta/learner_accuracy", record.accuracy, step)
-            writer.add_scalar("meta/outer_lr", record.outer_lr, step)
-            writer.add_scalar("meta/skipped_steps", sum(r.skipped for r in self.history), step)
-            writer.add_histogram("schedule/lr", self.teacher.schedule.lrs().detach(), step)
-        if (step + 1) % self.config.checkpoint_every == 0:
-            writer.add_image("samples/distilled", distilled_grid(self.teacher), step)
-
-    def state(self) -> dict[str, Any]:
-        """The checkpoint dict (plain values and tensors only)."""
-        state = super().state()
-        state.update(kind="dd-meta", config=state.pop("teacher_config"), state=state.pop("teacher"))
-        return state
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        """Restore data, optimiser, scheduler, step, history and RNG from a checkpoint dict."""
-        super().load_state({**state, "teacher": state["state"]})
-
-
-def load_distill_checkpoint(
-    path: str | os.PathLike[str], map_location: Any = "cpu"
-) -> dict[str, Any]:
-    """Read a :class:`DistillTrainer` checkpoint with ``weights_only=True`` and check its format.
-
-    Raises:
-        ValueError: One line naming the path and what is wrong with it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such distillation checkpoint")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch.load raises many unrelated types on corrupt files
-        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
-    if not isinstance(state, dict) or state.get("kind") != "dd-meta":
-        raise ValueError(f"{path}: not a dataset-distillation checkpoint (kind 'dd-meta')")
-    if state.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: format version {state.get('format_version')!r}, expected {FORMAT_VERSION}"
-        )
-    missing = {"config", "state", "meta_config", "optimizer", "scheduler", "step"} - set(state)
-    if missing:
-        raise ValueError(f"{path}: checkpoint lacks {sorted(missing)}")
-    return state
-
-
-def distilled_from_checkpoint(
-    state: dict[str, Any], device: torch.device | str = "cpu"
-) -> DistilledData:
-    """Rebuild the trained :class:`DistilledData` of a checkpoint dict."""
-    data = DistilledData(DistillConfig.from_dict(state["config"])).to(device)
-    data.load_state_dict(state["state"])
-    return data
+            x = (self.images() - self.center + self.half_range) / (2 * self.half_range)
+        c, h, w = x.shape[2:]
+        x = x.reshape(s, i, k, c, h, w)  # batch position j * K + k holds class k
+        return x.clamp(0, 1).permute(3, 2, 4, 0, 1, 5).reshape(c, k * h, s * i * w).cpu()

@@ -1,6 +1,7 @@
-"""Meta-training a :class:`GTNTeacher`: unroll the inner loop on a fresh learner, score the
-learner on real data, backpropagate through the unroll into the generator, the curriculum and
-the schedule. Resumable from checkpoints; NaN or exploding steps are skipped, not fatal.
+"""Meta-training a teacher (a :class:`GTNTeacher`, or distilled data): unroll the inner loop on
+a fresh learner, score the learner on real data, backpropagate through the unroll into the
+teacher (generator, curriculum, schedule; or pixels). Resumable from checkpoints; NaN or
+exploding steps are skipped, not fatal.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,9 +20,10 @@ from torch import nn
 from torch.func import functional_call
 from tqdm import tqdm
 
+from gtn.distill import DistillConfig, DistilledData
 from gtn.inner_loop import loss_fn
 from gtn.io import atomic_save
-from gtn.teacher import GTNTeacher, TeacherConfig
+from gtn.teacher import GTNTeacher, SyntheticTeacher, TeacherConfig
 
 FORMAT_VERSION = 1
 #: Outer step seed -> a fresh learner (a new initialisation, and possibly a new architecture),
@@ -98,7 +101,7 @@ class MetaTrainer:
 
     def __init__(
         self,
-        teacher: GTNTeacher,
+        teacher: SyntheticTeacher,
         learner_factory: LearnerFactory,
         real_x: torch.Tensor,
         real_y: torch.Tensor,
@@ -169,7 +172,9 @@ class MetaTrainer:
         record = StepRecord(
             step, loss_value, float(accuracy), skipped, self.scheduler.get_last_lr()[0]
         )
-        self.scheduler.step()
+        with warnings.catch_warnings():  # a skipped step still advances the schedule
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            self.scheduler.step()
         self.step += 1
         self.history.append(record)
         return record
@@ -229,7 +234,7 @@ class MetaTrainer:
             writer.add_histogram("schedule/lr", lrs, step)
             writer.add_histogram("schedule/momentum", momenta, step)
         if (step + 1) % self.config.checkpoint_every == 0:
-            writer.add_image("samples/per_class", sample_grid(self.teacher), step)
+            writer.add_image("samples/per_class", self.teacher.sample_grid(), step)
             lrs, momenta = (
                 self.teacher.schedule.lrs().tolist(),
                 self.teacher.schedule.momenta().tolist(),
@@ -247,7 +252,7 @@ class MetaTrainer:
         """The checkpoint dict (plain values and tensors only)."""
         return {
             "format_version": FORMAT_VERSION,
-            "kind": "gtn-meta",
+            "kind": self.teacher.checkpoint_kind,
             "teacher_config": self.teacher.config.to_dict(),
             "meta_config": asdict(self.config),
             "teacher": {k: v.detach().cpu() for k, v in self.teacher.state_dict().items()},
@@ -273,53 +278,44 @@ class MetaTrainer:
         torch.random.set_rng_state(state["rng"]["torch"])
 
 
-def sample_grid(teacher: GTNTeacher, per_class: int = 8, seed: int = 0) -> torch.Tensor:
-    """What the learner is taught: a (C, K*H, per_class*W) image in [0, 1] whose row k holds
-    the first ``per_class`` synthetic examples of class k in curriculum order."""
-    config = teacher.config.generator
-    device = next(teacher.parameters()).device
-    rng = torch.Generator(device=device).manual_seed(seed)
-    k, n = config.num_classes, per_class
-    rows: list[list[torch.Tensor]] = [[] for _ in range(k)]
-    gen = teacher.generator
-    with torch.no_grad():
-        for step in range(teacher.config.inner_steps):
-            batch = teacher.curriculum(step, rng)
-            x = gen(batch.noise, batch.labels)  # (B, C, H, W)
-            x = (x - (gen.center - gen.half_range)) / (2 * gen.half_range)  # -> [0, 1]
-            for image, label in zip(x, batch.labels.tolist(), strict=True):
-                if len(rows[label]) < n:
-                    rows[label].append(image)
-            if all(len(r) == n for r in rows):
-                break
-    c, h, w = config.channels, config.image_size, config.image_size
-    blank = torch.zeros(c, h, w, device=device)
-    grid = torch.stack([torch.stack(r + [blank] * (n - len(r))) for r in rows])  # (K, n, C, H, W)
-    return grid.clamp(0, 1).permute(2, 0, 3, 1, 4).reshape(c, k * h, n * w).cpu()
+#: Checkpoint kind -> (config from its dict, teacher class).
+TEACHERS: dict[str, tuple[Callable[[dict], Any], type[SyntheticTeacher]]] = {
+    GTNTeacher.checkpoint_kind: (TeacherConfig.from_dict, GTNTeacher),
+    DistilledData.checkpoint_kind: (DistillConfig.from_dict, DistilledData),
+}
 
 
-def load_meta_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
+def load_meta_checkpoint(
+    path: str | os.PathLike[str], map_location: Any = "cpu", kind: str | None = None
+) -> dict[str, Any]:
     """Read a meta-training checkpoint with ``weights_only=True`` and check its format.
+
+    Args:
+        path: The file.
+        map_location: Where to put its tensors.
+        kind: Require this kind (``gtn-meta``, ``dd-meta``); None accepts any of
+            :data:`TEACHERS`.
 
     Raises:
         ValueError: One line naming the path and what is wrong with it.
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no such GTN checkpoint")
+        raise ValueError(f"{path}: no such meta-training checkpoint")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch.load raises many unrelated types on corrupt files
-        raise ValueError(f"{path}: not a readable GTN checkpoint ({type(exc).__name__})") from None
-    if not isinstance(state, dict) or state.get("kind") != "gtn-meta":
-        raise ValueError(f"{path}: not a GTN meta-training checkpoint")
+        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    kinds = [kind] if kind else sorted(TEACHERS)
+    if not isinstance(state, dict) or state.get("kind") not in kinds:
+        found = state.get("kind") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path}: not a meta-training checkpoint of kind {kinds} ({found!r})")
     if state.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path}: format version {state.get('format_version')!r}, expected {FORMAT_VERSION}"
         )
-    missing = {"teacher_config", "meta_config", "teacher", "optimizer", "scheduler", "step"} - set(
-        state
-    )
+    required = {"teacher_config", "meta_config", "teacher", "optimizer", "scheduler", "step"}
+    missing = required - set(state)
     if missing:
         raise ValueError(f"{path}: checkpoint lacks {sorted(missing)}")
     return state
@@ -327,8 +323,9 @@ def load_meta_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu"
 
 def teacher_from_checkpoint(
     state: dict[str, Any], device: torch.device | str = "cpu"
-) -> GTNTeacher:
-    """Rebuild the trained teacher of a checkpoint dict."""
-    teacher = GTNTeacher(TeacherConfig.from_dict(state["teacher_config"])).to(device)
+) -> SyntheticTeacher:
+    """Rebuild the trained teacher (GTN or distilled data) of a checkpoint dict."""
+    from_dict, cls = TEACHERS[state["kind"]]
+    teacher = cls(from_dict(state["teacher_config"])).to(device)
     teacher.load_state_dict(state["teacher"])
     return teacher

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -47,12 +48,67 @@ class TeacherConfig:
         return cls(generator=GeneratorConfig(**gen), **data)
 
 
-class GTNTeacher(nn.Module):
+class SyntheticTeacher(nn.Module, abc.ABC):
+    """What the meta-trainer trains: synthetic batches plus a learned inner schedule.
+
+    Subclasses (:class:`GTNTeacher`, :class:`gtn.distill.DistilledData`) provide ``config``
+    (with ``inner_steps`` and ``to_dict()``), ``schedule`` (``lrs()``, ``momenta()``,
+    ``steps``), :meth:`batches` and :meth:`sample_grid`; unrolling and teaching are shared.
+    """
+
+    #: The ``kind`` of this teacher's meta-training checkpoints.
+    checkpoint_kind: str = ""
+
+    @abc.abstractmethod
+    def batches(self, generator: torch.Generator | None = None) -> BatchFn:
+        """Step -> (inputs (B, C, H, W), targets (B,) or (B, K))."""
+
+    @abc.abstractmethod
+    def sample_grid(self, per_class: int = 8, seed: int = 0) -> torch.Tensor:
+        """A (C, K*H, per_class*W) image in [0, 1], one row per class."""
+
+    def unroll(
+        self,
+        learner: nn.Module,
+        steps: int | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        create_graph: bool = True,
+        truncate: int | None = None,
+        keep_steps: frozenset[int] = frozenset(),
+    ) -> UnrollResult:
+        """Unroll the inner loop on ``learner``'s current parameters (they are not changed)."""
+        params, buffers = model_params(learner)
+        return unroll(
+            learner, params, buffers, self.batches(generator), self.schedule,
+            steps or self.config.inner_steps, create_graph=create_graph, truncate=truncate,
+            keep_steps=keep_steps,
+        )  # fmt: skip
+
+    def teach(self, learner: nn.Module, steps: int | None = None, *, seed: int = 0) -> nn.Module:
+        """Train ``learner`` in place for ``steps`` synthetic steps (default: all) and return it.
+
+        The teacher is left unchanged (a generator's batch norm uses batch statistics, as in
+        meta-training); the same seed gives the same batches.
+        """
+        device = next(self.parameters()).device
+        rng = torch.Generator(device=device).manual_seed(seed)
+        self.train()
+        result = self.unroll(learner, steps, generator=rng, create_graph=False)
+        with torch.no_grad():
+            for name, param in learner.named_parameters():
+                param.copy_(result.params[name])
+        return learner
+
+
+class GTNTeacher(SyntheticTeacher):
     """Trains any learner module for up to ``inner_steps`` steps on synthetic data.
 
     Args:
         config: The teacher's shape and initial schedule.
     """
+
+    checkpoint_kind = "gtn-meta"
 
     def __init__(self, config: TeacherConfig) -> None:
         super().__init__()
@@ -81,35 +137,26 @@ class GTNTeacher(nn.Module):
 
         return batch
 
-    def unroll(
-        self,
-        learner: nn.Module,
-        steps: int | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        create_graph: bool = True,
-        truncate: int | None = None,
-        keep_steps: frozenset[int] = frozenset(),
-    ) -> UnrollResult:
-        """Unroll the inner loop on ``learner``'s current parameters (they are not changed)."""
-        params, buffers = model_params(learner)
-        return unroll(
-            learner, params, buffers, self.batches(generator), self.schedule,
-            steps or self.config.inner_steps, create_graph=create_graph, truncate=truncate,
-            keep_steps=keep_steps,
-        )  # fmt: skip
-
-    def teach(self, learner: nn.Module, steps: int | None = None, *, seed: int = 0) -> nn.Module:
-        """Train ``learner`` in place for ``steps`` synthetic steps (default: all) and return it.
-
-        The teacher is left unchanged (its generator's batch norm uses batch statistics, as in
-        meta-training); the same seed gives the same batches.
-        """
+    def sample_grid(self, per_class: int = 8, seed: int = 0) -> torch.Tensor:
+        """What the learner is taught: a (C, K*H, per_class*W) image in [0, 1] whose row k
+        holds the first ``per_class`` synthetic examples of class k in curriculum order."""
+        config = self.config.generator
         device = next(self.parameters()).device
         rng = torch.Generator(device=device).manual_seed(seed)
-        self.train()
-        result = self.unroll(learner, steps, generator=rng, create_graph=False)
+        k, n = config.num_classes, per_class
+        rows: list[list[torch.Tensor]] = [[] for _ in range(k)]
+        gen = self.generator
         with torch.no_grad():
-            for name, param in learner.named_parameters():
-                param.copy_(result.params[name])
-        return learner
+            for step in range(self.config.inner_steps):
+                batch = self.curriculum(step, rng)
+                x = gen(batch.noise, batch.labels)  # (B, C, H, W)
+                x = (x - (gen.center - gen.half_range)) / (2 * gen.half_range)  # -> [0, 1]
+                for image, label in zip(x, batch.labels.tolist(), strict=True):
+                    if len(rows[label]) < n:
+                        rows[label].append(image)
+                if all(len(r) == n for r in rows):
+                    break
+        c, h, w = config.channels, config.image_size, config.image_size
+        blank = torch.zeros(c, h, w, device=device)
+        grid = torch.stack([torch.stack(r + [blank] * (n - len(r))) for r in rows])  # (K,n,C,H,W)
+        return grid.clamp(0, 1).permute(2, 0, 3, 1, 4).reshape(c, k * h, n * w).cpu()

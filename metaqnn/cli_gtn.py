@@ -15,13 +15,7 @@ import torch
 
 from envs.layers import Architecture
 from envs.space import get_space
-from gtn.meta import (
-    MetaConfig,
-    MetaTrainer,
-    load_meta_checkpoint,
-    sample_grid,
-    teacher_from_checkpoint,
-)
+from gtn.meta import MetaConfig, MetaTrainer, load_meta_checkpoint, teacher_from_checkpoint
 from gtn.teacher import GTNTeacher
 from metaqnn.errors import CheckpointError, ConfigError
 from metaqnn.nets import NetConfig
@@ -221,7 +215,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
     ckpt, state = _load_state(args.checkpoint)
     teacher = teacher_from_checkpoint(state)
-    grid = sample_grid(teacher, per_class=args.per_class, seed=args.seed)  # (C, K*H, n*W)
+    grid = teacher.sample_grid(per_class=args.per_class, seed=args.seed)  # (C, K*H, n*W)
     out = Path(args.out or ckpt.parent / "samples.png")
     out.parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, out)

@@ -2,38 +2,13 @@ import pytest
 import torch
 from torch import nn
 from torch.func import functional_call
-from torch.nn.utils.parametrizations import weight_norm
 
-from gtn.distill import (
-    DistillConfig,
-    DistilledData,
-    DistillTrainer,
-    distilled_from_checkpoint,
-    distilled_grid,
-    load_distill_checkpoint,
-)
-from gtn.meta import MetaConfig, MetaTrainer
-
-CLASSES = 4
-
-
-def _data(n=256, seed=0):
-    """Separable blobs: class k lights up quadrant k of an 8x8 image."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(CLASSES, (n,), generator=g)
-    x = 0.3 * torch.randn(n, 1, 8, 8, generator=g)
-    for k in range(CLASSES):
-        r, c = divmod(k, 2)
-        x[y == k, :, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] += 1.5
-    return x, y
-
-
-def _learner(seed: int) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        conv = weight_norm(nn.Conv2d(1, 4, 3, padding=1))
-        linear = weight_norm(nn.Linear(64, CLASSES))
-        return nn.Sequential(conv, nn.LeakyReLU(0.1), nn.MaxPool2d(2), nn.Flatten(), linear)
+from gtn.distill import DistillConfig, DistilledData
+from gtn.meta import MetaConfig, MetaTrainer, load_meta_checkpoint, teacher_from_checkpoint
+from tests.gtn.tiny import CLASSES
+from tests.gtn.tiny import blobs as _data
+from tests.gtn.tiny import flat as _flat
+from tests.gtn.tiny import learner as _learner
 
 
 def _distilled(**kwargs):
@@ -43,15 +18,11 @@ def _distilled(**kwargs):
     return DistilledData(config)
 
 
-def _trainer(data, steps=4, cls=DistillTrainer, **kwargs):
+def _trainer(data, steps=4, cls=MetaTrainer, **kwargs):
     x, y = _data()
     config = MetaConfig(outer_steps=steps, outer_lr=0.05, meta_batch=64, checkpoint_every=2,
                         **kwargs)  # fmt: skip
     return cls(data, _learner, x, y, config)
-
-
-def _flat(module):
-    return torch.cat([p.detach().flatten() for p in module.parameters()])
 
 
 def _accuracy(learner, x, y):
@@ -124,8 +95,8 @@ def test_checkpoint_round_trip_weights_only_and_resume(tmp_path):
     path = first.save(tmp_path / "dd.pt")
     raw = torch.load(path, weights_only=True)
     assert raw["kind"] == "dd-meta" and raw["format_version"] == 1 and raw["step"] == 2
-    state = load_distill_checkpoint(path)
-    data = distilled_from_checkpoint(state)
+    state = load_meta_checkpoint(path)
+    data = teacher_from_checkpoint(state)
     assert data.config == first.teacher.config
     assert torch.equal(_flat(data), _flat(first.teacher))
     resumed = _trainer(data, steps=4)
@@ -142,7 +113,7 @@ def test_bad_checkpoints_name_the_path(tmp_path, content):
     else:
         path.write_bytes(content)
     with pytest.raises(ValueError, match=r"bad\.pt"):
-        load_distill_checkpoint(path)
+        load_meta_checkpoint(path)
 
 
 def test_tensorboard_logging_and_grid(tmp_path):
@@ -150,9 +121,9 @@ def test_tensorboard_logging_and_grid(tmp_path):
     data = _distilled(images_per_class=2)
     x, y = _data()
     config = MetaConfig(outer_steps=2, meta_batch=16, checkpoint_every=1, log_every=1)
-    DistillTrainer(data, _learner, x, y, config, logdir=tmp_path).run(progress=False)
+    MetaTrainer(data, _learner, x, y, config, logdir=tmp_path).run(progress=False)
     assert any(tmp_path.iterdir())
-    grid = distilled_grid(data)
+    grid = data.sample_grid()
     assert grid.shape == (1, CLASSES * 8, 3 * 2 * 8)
     assert grid.min() >= 0 and grid.max() <= 1
     step, image, k = 2, 1, 3  # row k, column step * images_per_class + image

@@ -3,42 +3,13 @@ import math
 import pytest
 import torch
 from torch import nn
-from torch.nn.utils.parametrizations import weight_norm
 
 from gtn.generator import GeneratorConfig
-from gtn.meta import (
-    MetaConfig,
-    MetaTrainer,
-    load_meta_checkpoint,
-    sample_grid,
-    teacher_from_checkpoint,
-)
+from gtn.meta import MetaConfig, MetaTrainer, load_meta_checkpoint, teacher_from_checkpoint
 from gtn.teacher import GTNTeacher, TeacherConfig
+from tests.gtn.tiny import CLASSES, blobs, flat, learner
 
-CLASSES = 4
-
-
-def _data(n=256, seed=0):
-    """Separable blobs: class k lights up quadrant k of an 8x8 image."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(CLASSES, (n,), generator=g)
-    x = 0.3 * torch.randn(n, 1, 8, 8, generator=g)
-    for k in range(CLASSES):
-        r, c = divmod(k, 2)
-        x[y == k, :, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] += 1.5
-    return x, y
-
-
-def _learner(seed: int) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return nn.Sequential(
-            weight_norm(nn.Conv2d(1, 4, 3, padding=1)),
-            nn.LeakyReLU(0.1),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            weight_norm(nn.Linear(64, CLASSES)),
-        )
+_data, _learner, _flat = blobs, learner, flat
 
 
 def _teacher(curriculum="full", seed=0):
@@ -53,10 +24,6 @@ def _trainer(teacher, steps=4, factory=_learner, **kwargs):
     config = MetaConfig(outer_steps=steps, outer_lr=0.01, meta_batch=64, checkpoint_every=2,
                         **kwargs)  # fmt: skip
     return MetaTrainer(teacher, factory, x, y, config)
-
-
-def _flat(module):
-    return torch.cat([p.detach().flatten() for p in module.parameters()])
 
 
 def test_meta_training_lowers_the_meta_loss():
@@ -151,6 +118,6 @@ def test_intermediate_losses_and_truncation_run():
 
 
 def test_sample_grid_shape_and_range():
-    grid = sample_grid(_teacher(), per_class=3)
+    grid = _teacher().sample_grid(per_class=3)
     assert grid.shape == (1, CLASSES * 8, 3 * 8)
     assert grid.min() >= 0 and grid.max() <= 1
