@@ -75,6 +75,11 @@ class DistillConfig:
         """Inner steps of one teaching run (``steps * epochs``)."""
         return self.steps * self.epochs
 
+    @property
+    def inner_batch(self) -> int:
+        """Images per inner step (``num_classes * images_per_class``)."""
+        return self.num_classes * self.images_per_class
+
     def to_dict(self) -> dict:
         """Plain-dict form (for checkpoints and TensorBoard)."""
         return asdict(self)

@@ -15,6 +15,7 @@ import torch
 
 from envs.layers import Architecture
 from envs.space import get_space
+from gtn.distill import DistilledData
 from gtn.meta import MetaConfig, MetaTrainer, load_meta_checkpoint, teacher_from_checkpoint
 from gtn.teacher import GTNTeacher
 from metaqnn.errors import CheckpointError, ConfigError
@@ -22,6 +23,7 @@ from metaqnn.nets import NetConfig
 from metaqnn.runinfo import run_metadata
 from metaqnn.teaching import (
     PAPER_LEARNERS,
+    distill_config,
     fixed_learner_factory,
     space_learner_factory,
     teacher_config,
@@ -98,6 +100,11 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--space", default=None, help="search-space preset (default: the dataset's)")
     p.add_argument("--width-divisor", type=int, default=1, help="divide conv filters and FC widths")
+    p.add_argument("--method", choices=["gtn", "dd"], default="gtn",
+                   help="gtn: a generator; dd: Dataset Distillation (learned pixels)")  # fmt: skip
+    p.add_argument("--dd-images-per-class", type=int, default=1)
+    p.add_argument("--dd-steps", type=int, default=10, help="DD: distinct distilled batches")
+    p.add_argument("--dd-epochs", type=int, default=3, help="DD: passes over them")
     p.add_argument("--curriculum", default="full", help="none, all-shuffled, shuffled-batch, full")
     p.add_argument("--inner-steps", type=int, default=32)
     p.add_argument("--inner-batch", type=int, default=128)
@@ -147,23 +154,29 @@ def run_train(args: argparse.Namespace) -> int:
             "net_config": dataclasses.asdict(NetConfig(**_gtn_net())),
         }  # fmt: skip
         try:
-            config = teacher_config(
-                data, curriculum=args.curriculum, inner_steps=args.inner_steps,
-                inner_batch=args.inner_batch, soft_labels=args.soft_labels, seed=args.seed,
-                generator_hidden=args.generator_hidden, generator_noise_dim=args.noise_dim,
-            )  # fmt: skip
+            if args.method == "dd":
+                config = distill_config(
+                    data, images_per_class=args.dd_images_per_class, steps=args.dd_steps,
+                    epochs=args.dd_epochs, seed=args.seed,
+                )  # fmt: skip
+                teacher = DistilledData(config).to(device)
+            else:
+                config = teacher_config(
+                    data, curriculum=args.curriculum, inner_steps=args.inner_steps,
+                    inner_batch=args.inner_batch, soft_labels=args.soft_labels, seed=args.seed,
+                    generator_hidden=args.generator_hidden, generator_noise_dim=args.noise_dim,
+                )  # fmt: skip
+                teacher = GTNTeacher(config).to(device)
             meta = MetaConfig(
                 outer_steps=args.outer_steps, outer_lr=args.outer_lr, meta_batch=args.meta_batch,
                 intermediate_every=args.intermediate_every, truncate=args.truncate,
                 grad_clip=args.grad_clip, seed=args.seed, checkpoint_every=args.checkpoint_every,
             )  # fmt: skip
-            teacher = GTNTeacher(config).to(device)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(
-            args.logdir or f"runs/gtn/{data.name}__{args.curriculum}__seed{args.seed}__{stamp}"
-        )
+        label = "dd" if args.method == "dd" else args.curriculum
+        run_dir = Path(args.logdir or f"runs/gtn/{data.name}__{label}__seed{args.seed}__{stamp}")
         state = None
     factory = _learner_factory(extra, data, device)
     trainer = MetaTrainer(teacher, factory, data.train.x, data.train.y, meta, logdir=run_dir,
@@ -190,7 +203,7 @@ def run_train(args: argparse.Namespace) -> int:
     )
     if args.eval_archs or data.name in PAPER_LEARNERS:
         rows = _summary(trainer.teacher, extra, data, device, args.eval_archs)
-        print(f"test accuracy after {teacher.config.inner_steps} GTN steps:")
+        print(f"test accuracy after {teacher.config.inner_steps} synthetic steps:")
         print(_table(rows, ["learner", "test acc", "architecture"]))
     print(f"checkpoint {run_dir / CHECKPOINT}; resume with: metaqnn gtn train --resume {run_dir}")
     return 0
@@ -235,6 +248,7 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--real-lrs", default="0.001,0.003,0.01", help="Adam lrs of the real-data baseline"
     )
+    p.add_argument("--dd", default=None, help="a Dataset Distillation run (gtn train --method dd)")
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -258,7 +272,19 @@ def run_eval(args: argparse.Namespace) -> int:
         learner = teacher.teach(factory(seed), steps, seed=seed)
         gtn.append(_test_accuracy(learner, data))
     gtn_s = (time.perf_counter() - start) / args.seeds
-    rows.append([f"GTN, {steps} steps", f"{np.mean(gtn):.4f} ± {np.std(gtn):.4f}", f"{gtn_s:.2f}"])
+    method = "GTN" if state["kind"] == GTNTeacher.checkpoint_kind else "DD"
+    rows.append([f"{method}, {steps} steps", f"{np.mean(gtn):.4f} ± {np.std(gtn):.4f}", f"{gtn_s:.2f}"])
+    if args.dd:
+        dd_state = _load_state(args.dd)[1]
+        if dd_state["extra"]["dataset"] != data.name:
+            raise ConfigError(f"--dd {args.dd} was trained on {dd_state['extra']['dataset']}")
+        dd = teacher_from_checkpoint(dd_state, device)
+        accs, start = [], time.perf_counter()
+        for seed in range(args.seeds):
+            accs.append(_test_accuracy(dd.teach(factory(seed), seed=seed), data))
+        dd_s = (time.perf_counter() - start) / args.seeds
+        label = f"DD, {dd.config.inner_steps} steps of {dd.config.inner_batch}"
+        rows.append([label, f"{np.mean(accs):.4f} ± {np.std(accs):.4f}", f"{dd_s:.2f}"])
     for lr in [float(v) for v in args.real_lrs.split(",")]:
         accs, start = [], time.perf_counter()
         for seed in range(args.seeds):

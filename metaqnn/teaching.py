@@ -14,6 +14,7 @@ from torch import nn
 
 from envs.layers import Architecture
 from envs.space import SearchSpace
+from gtn.distill import DistillConfig
 from gtn.generator import GeneratorConfig
 from gtn.teacher import GTNTeacher, TeacherConfig
 from metaqnn.data import Dataset, Split
@@ -61,6 +62,14 @@ def teacher_config(dataset: Dataset, **overrides: object) -> TeacherConfig:
         low=low, high=high, **gen_fields,
     )  # fmt: skip
     return TeacherConfig(generator=generator, **rest)
+
+
+def distill_config(dataset: Dataset, **overrides: object) -> DistillConfig:
+    """A :class:`DistillConfig` (Dataset Distillation) shaped by ``dataset``."""
+    channels, size, _ = dataset.spec.input_shape
+    low, high = pixel_range(dataset)
+    return DistillConfig(channels=channels, image_size=size, num_classes=dataset.spec.num_classes,
+                         low=low, high=high, **overrides)  # fmt: skip
 
 
 def fixed_learner_factory(

@@ -170,3 +170,19 @@ def test_gtn_bad_checkpoint_is_one_line(capsys, tmp_path):
     _one_line_error(capsys, "gtn", "sample", str(tmp_path), contains=("checkpoint.pt",))
     _one_line_error(capsys, "gtn", "train", "--curriculum", "weird", "--outer-steps", "1",
                     "--logdir", str(tmp_path / "x"), contains=("weird",))  # fmt: skip
+
+
+def test_dataset_distillation_run_and_side_by_side_eval(capsys, tmp_path):
+    gtn, dd = tmp_path / "gtn", tmp_path / "dd"
+    assert (
+        _run(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(gtn), *GTN_TINY)[0] == 0
+    )
+    code, out, _ = _run(capsys, "gtn", "train", "--method", "dd", "--dd-steps", "2", "--dd-epochs",
+                        "1", "--outer-steps", "2", "--meta-batch", "32", "--eval-archs", "0",
+                        "--logdir", str(dd), "--no-progress")  # fmt: skip
+    assert code == 0, out
+    assert "after 2 synthetic steps" in out
+    code, out, _ = _run(capsys, "gtn", "eval", str(gtn), "[C(16,3,1), P(2,2), FC(64), SM(10)]",
+                        "--seeds", "1", "--real-lrs", "0.01", "--dd", str(dd))  # fmt: skip
+    assert code == 0, out
+    assert "GTN, 2 steps" in out and "DD, 2 steps of 10" in out
