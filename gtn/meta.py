@@ -116,11 +116,7 @@ class MetaTrainer:
         self.config = config
         self.device = real_x.device
         self.optimizer = torch.optim.Adam(teacher.parameters(), lr=config.outer_lr)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.outer_steps) / config.outer_steps))  # noqa: E501
-            if config.cosine else 1.0,
-        )  # fmt: skip
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0
         self.history: list[StepRecord] = []
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
@@ -130,6 +126,13 @@ class MetaTrainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(str(logdir))
+
+    def _lr_factor(self, step: int) -> float:
+        """Cosine decay from 1 to 0 over ``outer_steps`` (or 1 without ``cosine``)."""
+        if not self.config.cosine:
+            return 1.0
+        total = self.config.outer_steps
+        return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 
     # ------------------------------------------------------------------ one outer step
     def outer_step(self) -> StepRecord:
