@@ -111,7 +111,9 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--soft-labels", action="store_true")
     p.add_argument("--generator-hidden", type=int, default=1024)
     p.add_argument("--noise-dim", type=int, default=128)
-    p.add_argument("--outer-steps", type=int, default=2000)
+    p.add_argument("--outer-steps", type=int, default=None,
+                   help="outer steps (default 2000); with --resume, extends a run (the cosine "
+                   "schedule is recomputed for the new total)")  # fmt: skip
     p.add_argument("--outer-lr", type=float, default=0.02)
     p.add_argument("--meta-batch", type=int, default=128)
     p.add_argument("--intermediate-every", type=int, default=0)
@@ -138,6 +140,8 @@ def run_train(args: argparse.Namespace) -> int:
         data = _load(args)
         teacher = teacher_from_checkpoint(state, device)
         meta = MetaConfig(**state["meta_config"])
+        if args.outer_steps is not None:
+            meta = dataclasses.replace(meta, outer_steps=args.outer_steps)
         run_dir = ckpt.parent
     else:
         data = _load(args)
@@ -168,7 +172,8 @@ def run_train(args: argparse.Namespace) -> int:
                 )  # fmt: skip
                 teacher = GTNTeacher(config).to(device)
             meta = MetaConfig(
-                outer_steps=args.outer_steps, outer_lr=args.outer_lr, meta_batch=args.meta_batch,
+                outer_steps=args.outer_steps or 2000, outer_lr=args.outer_lr,
+                meta_batch=args.meta_batch,
                 intermediate_every=args.intermediate_every, truncate=args.truncate,
                 grad_clip=args.grad_clip, seed=args.seed, checkpoint_every=args.checkpoint_every,
             )  # fmt: skip
@@ -273,7 +278,9 @@ def run_eval(args: argparse.Namespace) -> int:
         gtn.append(_test_accuracy(learner, data))
     gtn_s = (time.perf_counter() - start) / args.seeds
     method = "GTN" if state["kind"] == GTNTeacher.checkpoint_kind else "DD"
-    rows.append([f"{method}, {steps} steps", f"{np.mean(gtn):.4f} ± {np.std(gtn):.4f}", f"{gtn_s:.2f}"])
+    rows.append(
+        [f"{method}, {steps} steps", f"{np.mean(gtn):.4f} ± {np.std(gtn):.4f}", f"{gtn_s:.2f}"]
+    )
     if args.dd:
         dd_state = _load_state(args.dd)[1]
         if dd_state["extra"]["dataset"] != data.name:

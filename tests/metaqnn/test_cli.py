@@ -157,6 +157,9 @@ def test_gtn_train_resume_sample_eval(capsys, tmp_path):
     code, out, _ = _run(capsys, "gtn", "train", "--resume", str(run), "--no-progress",
                         "--eval-archs", "0")  # fmt: skip
     assert code == 0 and "outer step 3/3" in out
+    code, out, _ = _run(capsys, "gtn", "train", "--resume", str(run), "--outer-steps", "4",
+                        "--no-progress", "--eval-archs", "0")  # fmt: skip
+    assert code == 0 and "outer step 4/4" in out
     code, out, _ = _run(capsys, "gtn", "sample", str(run), "--out", str(tmp_path / "s.png"))
     assert code == 0 and (tmp_path / "s.png").stat().st_size > 0
     code, out, _ = _run(capsys, "gtn", "eval", str(run), "[C(16,3,1), P(2,2), FC(64), SM(10)]",
