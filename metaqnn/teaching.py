@@ -72,6 +72,20 @@ def distill_config(dataset: Dataset, **overrides: object) -> DistillConfig:
                          low=low, high=high, **overrides)  # fmt: skip
 
 
+def _builder(
+    dataset: Dataset, net_config: NetConfig, device: torch.device | str
+) -> Callable[[Architecture, int], nn.Module]:
+    """(architecture, seed) -> the module, seeded, shaped for ``dataset``'s images."""
+    channels, size, _ = dataset.spec.input_shape
+
+    def build(arch: Architecture, seed: int) -> nn.Module:
+        gen = torch.Generator().manual_seed(seed)
+        return build_model(arch, in_channels=channels, input_size=size, config=net_config,
+                           device=device, generator=gen)  # fmt: skip
+
+    return build
+
+
 def fixed_learner_factory(
     arch: Architecture,
     dataset: Dataset,
@@ -79,14 +93,8 @@ def fixed_learner_factory(
     device: torch.device | str = "cpu",
 ) -> Callable[[int], nn.Module]:
     """Seed -> ``arch`` freshly initialised (the original GTN: new initialisations only)."""
-    channels, size, _ = dataset.spec.input_shape
-
-    def make(seed: int) -> nn.Module:
-        gen = torch.Generator().manual_seed(seed)
-        return build_model(arch, in_channels=channels, input_size=size, config=net_config,
-                           device=device, generator=gen)  # fmt: skip
-
-    return make
+    build = _builder(dataset, net_config, device)
+    return lambda seed: build(arch, seed)
 
 
 def space_learner_factory(
@@ -97,15 +105,8 @@ def space_learner_factory(
 ) -> Callable[[int], nn.Module]:
     """Seed -> a fresh architecture sampled from ``space``, freshly initialised (the default:
     it is what makes the teacher teach the whole space)."""
-    channels, size, _ = dataset.spec.input_shape
-
-    def make(seed: int) -> nn.Module:
-        arch = space.sample(np.random.default_rng(seed))
-        gen = torch.Generator().manual_seed(seed)
-        return build_model(arch, in_channels=channels, input_size=size, config=net_config,
-                           device=device, generator=gen)  # fmt: skip
-
-    return make
+    build = _builder(dataset, net_config, device)
+    return lambda seed: build(space.sample(np.random.default_rng(seed)), seed)
 
 
 class GTNReward:
