@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from gtn.io import atomic_save
 from metaqnn.errors import ConfigError, DataFormatError, DatasetNotFoundError, UnknownDatasetError
 
 DATA_ENV = "METAQNN_DATA"
@@ -345,9 +346,7 @@ def _load_cifar10(root: Path, cache: Path, download: bool) -> RawData:
             blob = torch.load(cached, weights_only=True)
         else:
             blob = _decode_jpeg_tarball(tarball)
-            cache.mkdir(parents=True, exist_ok=True)
-            torch.save(blob, cached.with_suffix(".part"))
-            os.replace(cached.with_suffix(".part"), cached)
+            atomic_save(blob, cached)
         tensors = [blob[k] for k in ("train_x", "train_y", "test_x", "test_y")]
     except DataFormatError:
         raise
