@@ -1,3 +1,5 @@
+import itertools
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -85,6 +87,10 @@ def test_count_matches_sampling_support_on_digits():
     seen = {space.sample(rng) for _ in range(500)}
     assert len(seen) <= total
     assert all(space.is_valid(a) for a in seen)
+    for arch in seen:  # every sampled architecture is a start-to-terminal path of the graph
+        states = list(space.states(arch))
+        assert all(graph.has_edge(a, b) for a, b in itertools.pairwise(states))
+        assert states[-1].terminal and graph.out_degree(states[-1]) == 0
 
 
 def test_architecture_graph_tracks_sizes():
