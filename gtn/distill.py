@@ -148,8 +148,11 @@ class DistilledData(SyntheticTeacher):
         raw = self.raw_pixels if step is None else self.raw_pixels[step % self.config.steps]
         return self.center + self.half_range * torch.tanh(raw)
 
-    def batches(self, generator: torch.Generator | None = None) -> BatchFn:
-        """Step -> (images (N, C, H, W), labels (N,)); ``generator`` is unused (no sampling)."""
+    def batches(
+        self, generator: torch.Generator | None = None, *, checkpoint: bool = False
+    ) -> BatchFn:
+        """Step -> (images (N, C, H, W), labels (N,)); ``generator`` is unused (no sampling),
+        and so is ``checkpoint`` (learned pixels have no activations to recompute)."""
         return lambda step: (self.images(step), self.labels)
 
     def sample_grid(self, per_class: int | None = None, seed: int = 0) -> torch.Tensor:

@@ -102,6 +102,84 @@ def sgd_step(
     return new_p, new_v, loss
 
 
+class _CheckpointedStep(torch.autograd.Function):
+    """One inner step whose graph is not kept: the forward pass stores only its inputs
+    (parameters, velocity, batch, lr, momentum) and the backward pass recomputes the step with
+    its graph (``create_graph=True``) to backpropagate through it. Memory per step is then the
+    size of the parameters, not of the learner's activations and their double-backward graph.
+    """
+
+    @staticmethod
+    def forward(ctx, model, buffers, names, n, lr, momentum, x, targets, *tensors):  # type: ignore[override]
+        params = dict(zip(names, tensors[:n], strict=True))
+        velocity = dict(zip(names, tensors[n:], strict=True))
+        with torch.enable_grad():
+            detached = {k: p.detach().requires_grad_() for k, p in params.items()}
+            new_p, new_v, loss = sgd_step(
+                model, detached, buffers, velocity, x, targets, lr, momentum, create_graph=False
+            )
+        ctx.model, ctx.buffers, ctx.names, ctx.n = model, buffers, names, n
+        ctx.save_for_backward(lr, momentum, x, targets, *tensors)
+        ctx.mark_non_differentiable(loss)
+        return (*(new_p[k].detach() for k in names), *(new_v[k].detach() for k in names),
+                loss.detach())  # fmt: skip
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):  # type: ignore[override]
+        lr, momentum, x, targets, *tensors = ctx.saved_tensors
+        names, n = ctx.names, ctx.n
+        inputs = [lr, momentum, x, targets, *tensors]
+        wants = list(ctx.needs_input_grad[4:])
+        leaves = [
+            t.detach().requires_grad_(w and t.is_floating_point())
+            for t, w in zip(inputs, wants, strict=True)
+        ]
+        lr_, m_, x_, y_, *rest = leaves
+        params = dict(zip(names, rest[:n], strict=True))
+        velocity = dict(zip(names, rest[n:], strict=True))
+        with torch.enable_grad():
+            new_p, new_v, _ = sgd_step(
+                ctx.model, params, ctx.buffers, velocity, x_, y_, lr_, m_, create_graph=True
+            )
+            outputs = [*(new_p[k] for k in names), *(new_v[k] for k in names)]
+            grads = grad_outputs[: 2 * n]
+            pairs = [(o, g) for o, g in zip(outputs, grads, strict=True) if o.requires_grad]
+            wanted = [leaf for leaf in leaves if leaf.requires_grad]
+            found = torch.autograd.grad(
+                [o for o, _ in pairs], wanted, [g for _, g in pairs], allow_unused=True
+            )
+        by_leaf = dict(zip(map(id, wanted), found, strict=True))
+        return (None, None, None, None, *(by_leaf.get(id(leaf)) for leaf in leaves))
+
+
+def checkpointed_sgd_step(
+    model: nn.Module,
+    params: Params,
+    buffers: Params,
+    velocity: Params,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    lr: torch.Tensor,
+    momentum: torch.Tensor,
+) -> tuple[Params, Params, torch.Tensor]:
+    """:func:`sgd_step` with ``create_graph`` semantics but gradient checkpointing: the step is
+    recomputed in the backward pass instead of keeping its graph. Gradients are the same as
+    :func:`sgd_step`'s (up to floating-point summation order); running statistics in
+    ``buffers`` would be updated again by the recomputation, so use learners without them.
+    """
+    names = list(params)
+    out = _CheckpointedStep.apply(
+        model, buffers, names, len(names), lr, momentum, x, targets,
+        *(params[k] for k in names), *(velocity[k] for k in names),
+    )  # fmt: skip
+    n = len(names)
+    return (
+        dict(zip(names, out[:n], strict=True)),
+        dict(zip(names, out[n : 2 * n], strict=True)),
+        out[-1],
+    )
+
+
 def unroll(
     model: nn.Module,
     params: Params,
@@ -112,6 +190,7 @@ def unroll(
     *,
     create_graph: bool = True,
     truncate: int | None = None,
+    checkpoint: bool = False,
     keep_steps: frozenset[int] = frozenset(),
 ) -> UnrollResult:
     """Train ``model``'s parameters for ``steps`` inner steps on ``batches``.
@@ -126,6 +205,9 @@ def unroll(
         create_graph: Keep the graph of every step for the meta-gradient.
         truncate: Backpropagate only through the last ``truncate`` steps (bounds memory);
             earlier steps run without a graph.
+        checkpoint: Gradient checkpointing: keep only each step's inputs and recompute the
+            step in the backward pass (the same meta-gradient, about one more forward and
+            backward of the learner per step, memory bounded by the parameters per step).
         keep_steps: Steps (1-based counts of steps taken) after which to keep the parameters,
             for intermediate meta-losses.
 
@@ -150,10 +232,15 @@ def unroll(
             params = {n: p.detach().requires_grad_() for n, p in params.items()}
         else:
             lr, m = lrs[t], momenta[t]
-        with torch.set_grad_enabled(graph or torch.is_grad_enabled()):
-            params, velocity, loss = sgd_step(
-                model, params, buffers, velocity, x, targets, lr, m, create_graph=graph
+        if graph and checkpoint:
+            params, velocity, loss = checkpointed_sgd_step(
+                model, params, buffers, velocity, x, targets, lr, m
             )
+        else:
+            with torch.set_grad_enabled(graph or torch.is_grad_enabled()):
+                params, velocity, loss = sgd_step(
+                    model, params, buffers, velocity, x, targets, lr, m, create_graph=graph
+                )
         if not graph:
             params = {n: p.detach() for n, p in params.items()}
             velocity = {n: v.detach() for n, v in velocity.items()}

@@ -47,6 +47,10 @@ class MetaConfig:
     """Also score the learner after every this many inner steps (0: only at the end)."""
     truncate: int | None = None
     """Backpropagate through the last this many inner steps only (None: all)."""
+    checkpoint: bool = False
+    """Gradient checkpointing of the inner steps: the same meta-gradient with memory bounded by
+    the learner's parameters per step instead of its activations (each step is recomputed in
+    the backward pass)."""
     max_meta_loss: float = 1e3
     """A step whose meta-loss is above this (or not finite) is skipped as exploded."""
     grad_clip: float | None = 1.0
@@ -146,7 +150,11 @@ class MetaTrainer:
         keep = frozenset(range(every, inner, every)) if every else frozenset()
         self.teacher.train()
         result = self.teacher.unroll(
-            learner, generator=rng, truncate=config.truncate, keep_steps=keep
+            learner,
+            generator=rng,
+            truncate=config.truncate,
+            checkpoint=config.checkpoint,
+            keep_steps=keep,
         )
         index = torch.randint(
             len(self.real_y), (config.meta_batch,), generator=rng, device=self.device

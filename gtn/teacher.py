@@ -6,6 +6,7 @@ import abc
 from dataclasses import asdict, dataclass, field
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from gtn.curriculum import build_curriculum
@@ -60,8 +61,11 @@ class SyntheticTeacher(nn.Module, abc.ABC):
     checkpoint_kind: str = ""
 
     @abc.abstractmethod
-    def batches(self, generator: torch.Generator | None = None) -> BatchFn:
-        """Step -> (inputs (B, C, H, W), targets (B,) or (B, K))."""
+    def batches(
+        self, generator: torch.Generator | None = None, *, checkpoint: bool = False
+    ) -> BatchFn:
+        """Step -> (inputs (B, C, H, W), targets (B,) or (B, K)); with ``checkpoint``, the
+        graph of producing them is recomputed in the backward pass instead of kept."""
 
     @abc.abstractmethod
     def sample_grid(self, per_class: int = 8, seed: int = 0) -> torch.Tensor:
@@ -75,14 +79,15 @@ class SyntheticTeacher(nn.Module, abc.ABC):
         generator: torch.Generator | None = None,
         create_graph: bool = True,
         truncate: int | None = None,
+        checkpoint: bool = False,
         keep_steps: frozenset[int] = frozenset(),
     ) -> UnrollResult:
         """Unroll the inner loop on ``learner``'s current parameters (they are not changed)."""
         params, buffers = model_params(learner)
         return unroll(
-            learner, params, buffers, self.batches(generator), self.schedule,
+            learner, params, buffers, self.batches(generator, checkpoint=checkpoint), self.schedule,
             steps or self.config.inner_steps, create_graph=create_graph, truncate=truncate,
-            keep_steps=keep_steps,
+            checkpoint=checkpoint, keep_steps=keep_steps,
         )  # fmt: skip
 
     def teach(self, learner: nn.Module, steps: int | None = None, *, seed: int = 0) -> nn.Module:
@@ -127,12 +132,24 @@ class GTNTeacher(SyntheticTeacher):
         )
         self.schedule = LearnedSGD(config.inner_steps, config.init_lr, config.init_momentum)
 
-    def batches(self, generator: torch.Generator | None = None) -> BatchFn:
-        """Step -> (synthetic images (B, C, H, W), targets) drawn through the curriculum."""
+    def batches(
+        self, generator: torch.Generator | None = None, *, checkpoint: bool = False
+    ) -> BatchFn:
+        """Step -> (synthetic images (B, C, H, W), targets) drawn through the curriculum.
+
+        With ``checkpoint``, the generator's activations are not kept: its forward pass is
+        recomputed in the backward pass (the noise is drawn once, outside, so the recomputation
+        sees the same inputs).
+        """
 
         def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
             inputs = self.curriculum(step, generator)
-            x = self.generator(inputs.noise, inputs.labels)  # (B, C, H, W)
+            if checkpoint and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(
+                    self.generator, inputs.noise, inputs.labels, use_reentrant=False
+                )
+            else:
+                x = self.generator(inputs.noise, inputs.labels)  # (B, C, H, W)
             return x, inputs.labels if inputs.targets is None else inputs.targets
 
         return batch

@@ -11,10 +11,16 @@ def _tiny_learner(dtype=torch.float64):
     return nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).to(dtype)
 
 
-def _meta_loss(learner, syn, syn_y, sched, real_x, real_y, steps, truncate=None):
+def _meta_loss(learner, syn, syn_y, sched, real_x, real_y, steps, truncate=None,
+               checkpoint=False, keep=frozenset()):  # fmt: skip
     params, buffers = model_params(learner)
     result = unroll(learner, params, buffers, lambda t: (syn[t], syn_y[t]), sched, steps,
-                    truncate=truncate)  # fmt: skip
+                    truncate=truncate, checkpoint=checkpoint, keep_steps=keep)  # fmt: skip
+    if keep:  # an intermediate meta-loss too
+        extra = sum(torch.func.functional_call(learner, (p, buffers), (real_x,)).sum()
+                    for p in result.kept.values())  # fmt: skip
+        logits = torch.func.functional_call(learner, (result.params, buffers), (real_x,))
+        return nn.functional.cross_entropy(logits, real_y) + 0.01 * extra
     logits = torch.func.functional_call(learner, (result.params, buffers), (real_x,))
     return nn.functional.cross_entropy(logits, real_y)
 
@@ -50,6 +56,40 @@ def test_meta_gradient_matches_finite_differences():
     for t in range(1, steps):
         assert d_m[t].item() == pytest.approx(numeric(sched.momentum_logit, t).item(), rel=1e-5,
                                               abs=1e-9)  # fmt: skip
+
+
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("truncate", [None, 3])
+def test_gradient_checkpointing_gives_the_same_meta_gradient(soft, truncate):
+    """Recomputing each step in the backward pass changes memory, not the gradient (float64),
+    with hard or learned soft labels, truncation and an intermediate meta-loss."""
+    g = torch.Generator().manual_seed(2)
+    steps = 5
+    syn = torch.randn(steps, 4, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    if soft:
+        syn_y = torch.randn(steps, 4, 3, generator=g, dtype=torch.float64).softmax(-1)
+        syn_y.requires_grad_()
+    else:
+        syn_y = torch.randint(3, (steps, 4), generator=g)
+    real_x = torch.randn(10, 6, generator=g, dtype=torch.float64)
+    real_y = torch.randint(3, (10,), generator=g)
+    sched = LearnedSGD(steps, lr=0.3, momentum=0.6).double()
+    wrt = [syn, sched.log_lr, sched.momentum_logit] + ([syn_y] if soft else [])
+    grads = []
+    for checkpoint in (False, True):
+        learner = _tiny_learner()
+        loss = _meta_loss(learner, syn, syn_y, sched, real_x, real_y, steps, truncate=truncate,
+                          checkpoint=checkpoint, keep=frozenset({2}))  # fmt: skip
+        grads.append((loss.detach(), torch.autograd.grad(loss, wrt + list(learner.parameters()),
+                                                         allow_unused=True)))  # fmt: skip
+    (loss_a, ga), (loss_b, gb) = grads
+    assert torch.equal(loss_a, loss_b)
+    assert any(a is not None and a.abs().sum() > 0 for a in ga)
+    for a, b in zip(ga, gb, strict=True):
+        if a is None or b is None:
+            assert (a is None or a.abs().sum() == 0) and (b is None or b.abs().sum() == 0)
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_truncation_cuts_the_gradient_to_early_steps():

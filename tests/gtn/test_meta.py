@@ -121,3 +121,24 @@ def test_sample_grid_shape_and_range():
     grid = _teacher().sample_grid(per_class=3)
     assert grid.shape == (1, CLASSES * 8, 3 * 8)
     assert grid.min() >= 0 and grid.max() <= 1
+
+
+def test_gradient_checkpointing_gives_the_same_outer_step():
+    """Checkpointing the generator and the inner steps changes memory, not the meta-gradient
+    (compared before Adam, which turns float noise in near-zero components into full steps)."""
+    results = []
+    for checkpoint in (False, True):
+        trainer = _trainer(_teacher(), steps=1, checkpoint=checkpoint)
+        grads = []
+
+        def keep(optimizer, *_, grads=grads):
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            grads.append(torch.cat([p.grad.flatten() for p in params if p.grad is not None]))
+
+        trainer.optimizer.register_step_pre_hook(keep)
+        record = trainer.outer_step()
+        results.append((record.meta_loss, grads[0]))
+    (loss_a, a), (loss_b, b) = results
+    assert loss_a == pytest.approx(loss_b, rel=1e-6)
+    assert a.abs().sum() > 0
+    torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
