@@ -288,6 +288,18 @@ class SearchSpace:
         """A copy with some fields changed (validated like any new space)."""
         return dataclasses.replace(self, **changes)
 
+    def scale_widths(self, divisor: int) -> SearchSpace:
+        """A copy whose conv filter counts and FC widths are divided by ``divisor`` (at least
+        1 each, duplicates merged): the same shapes of network, cheaper to train on a CPU."""
+        if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
+            raise ValueError(f"width divisor must be a positive integer, got {divisor!r}")
+        if divisor == 1:
+            return self
+        return self.replace(
+            conv_filters=tuple(sorted({max(1, f // divisor) for f in self.conv_filters})),
+            fc_widths=tuple(sorted({max(1, w // divisor) for w in self.fc_widths}, reverse=True)),
+        )
+
 
 def output_size(layer: Layer, size: int) -> int:
     """Spatial size after ``layer`` on an input of spatial size ``size``."""

@@ -392,6 +392,30 @@ def _run_gtn(args: argparse.Namespace) -> int:
     return runs[args.gtn_command](args)
 
 
+def _configure_search(p: argparse.ArgumentParser) -> None:
+    from metaqnn import cli_search
+
+    cli_search.configure_search(p)
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from metaqnn import cli_search
+
+    return cli_search.run_search(args)
+
+
+def _configure_report(p: argparse.ArgumentParser) -> None:
+    from metaqnn import cli_search
+
+    cli_search.configure_report(p)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from metaqnn import cli_search
+
+    return cli_search.run_report(args)
+
+
 #: The subcommands, in help order.
 COMMANDS: dict[str, Command] = {
     "demo": Command(
@@ -399,6 +423,16 @@ COMMANDS: dict[str, Command] = {
     ),
     "train": Command(
         "train one architecture on real data, save a checkpoint", _configure_train, _run_train
+    ),
+    "search": Command(
+        "MetaQNN search: Q-learning over the space, GTN or real-data rewards (resumable)",
+        _configure_search,
+        _run_search,
+    ),
+    "report": Command(
+        "a search's top models, Figure 3, retraining of the top K",
+        _configure_report,
+        _run_report,
     ),
     "evaluate": Command("evaluate a checkpoint", _configure_evaluate, _run_evaluate),
     "gtn": Command("Generative Teaching Networks: train, sample, eval", _configure_gtn, _run_gtn),

@@ -45,14 +45,10 @@ def _load_state(path: str) -> tuple[Path, dict[str, Any]]:
 
 
 def _space_for(extra: dict[str, Any]):
-    space = get_space(extra["space"])
-    d = int(extra.get("width_divisor", 1))
-    if d > 1:
-        space = space.replace(
-            conv_filters=tuple(sorted({max(1, f // d) for f in space.conv_filters})),
-            fc_widths=tuple(sorted({max(1, w // d) for w in space.fc_widths}, reverse=True)),
-        )
-    return space
+    try:
+        return get_space(extra["space"]).scale_widths(int(extra.get("width_divisor", 1)))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _learner_factory(extra: dict[str, Any], data, device):
@@ -86,6 +82,28 @@ def _summary(
         teacher.teach(learner, seed=1)
         rows.append([kind, f"{_test_accuracy(learner, data):.4f}", str(arch)])
     return rows
+
+
+def _init_from(teacher, path: str, dataset: str) -> None:
+    """Load the teacher weights of another run into ``teacher`` (same kind and shape)."""
+    ckpt, state = _load_state(path)
+    if state["kind"] != teacher.checkpoint_kind:
+        raise ConfigError(
+            f"--init-from {ckpt} holds a {state['kind']!r} teacher, this run "
+            f"trains a {teacher.checkpoint_kind!r} one"
+        )
+    if state.get("extra", {}).get("dataset", dataset) != dataset:
+        raise ConfigError(
+            f"--init-from {ckpt} teaches {state['extra']['dataset']!r}, this run is on {dataset!r}"
+        )
+    if state["teacher_config"] != teacher.config.to_dict():
+        diff = {
+            k: (v, teacher.config.to_dict().get(k))
+            for k, v in state["teacher_config"].items()
+            if teacher.config.to_dict().get(k) != v
+        }
+        raise ConfigError(f"--init-from {ckpt}: teacher settings differ (theirs, ours): {diff}")
+    teacher.load_state_dict(state["teacher"])
 
 
 # ------------------------------------------------------------------ gtn train
@@ -126,6 +144,12 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument("--logdir", default=None, help="run folder (default runs/gtn/<dataset>__...)")
     p.add_argument("--resume", default=None, help="run folder or checkpoint to continue")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        help="start from the teacher of another run (e.g. one meta-trained on the "
+        "paper's learner) with a fresh outer optimiser and schedule",
+    )
     p.add_argument(
         "--eval-archs", type=int, default=10, help="sampled architectures to score at the end"
     )
@@ -174,6 +198,9 @@ def run_train(args: argparse.Namespace) -> int:
                     generator_hidden=args.generator_hidden, generator_noise_dim=args.noise_dim,
                 )  # fmt: skip
                 teacher = GTNTeacher(config).to(device)
+            if args.init_from:
+                _init_from(teacher, args.init_from, data.name)
+                extra["init_from"] = str(args.init_from)
             meta = MetaConfig(
                 outer_steps=args.outer_steps or 2000, outer_lr=args.outer_lr,
                 meta_batch=args.meta_batch,

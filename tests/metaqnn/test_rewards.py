@@ -4,7 +4,8 @@ import pytest
 from envs.cnn_design import CNNDesignEnv
 from envs.layers import Architecture
 from metaqnn.data import load_dataset
-from metaqnn.rewards import REWARDS, RealDataReward
+from metaqnn.errors import CheckpointError, ConfigError
+from metaqnn.rewards import REWARDS, RealDataReward, RewardSpec, build_reward
 from metaqnn.training import TrainConfig
 
 
@@ -37,5 +38,13 @@ def test_real_reward_drives_the_environment(digits):
     assert 0.0 <= total <= 1.0
 
 
-def test_registry_names_the_real_reward():
-    assert REWARDS["real"] is RealDataReward
+def test_registry_builds_rewards_from_specs(tmp_path):
+    assert sorted(REWARDS) == ["gtn", "real"]
+    reward = build_reward(RewardSpec(name="real", dataset="digits", epochs=2))
+    assert isinstance(reward, RealDataReward) and reward.train_config.epochs == 2
+    with pytest.raises(ConfigError, match="unknown reward 'fast'"):
+        build_reward(RewardSpec(name="fast"))
+    with pytest.raises(ConfigError, match="--gtn-checkpoint"):
+        build_reward(RewardSpec(name="gtn"))
+    with pytest.raises(CheckpointError, match="missing"):
+        build_reward(RewardSpec(name="gtn", gtn_checkpoint=str(tmp_path / "missing")))
