@@ -17,7 +17,7 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP_INSTALL) -e ".[dev]"
 	touch $@ $(VENV)/.installed
 
-## demo: sample architectures from the environment, train each briefly on the embedded digits data
+## demo: the main job on the embedded digits data: GTN meta-training, a Q-learning search with it, a report
 demo: $(VENV)/.installed
 	$(BIN)/metaqnn demo
 

@@ -8,7 +8,6 @@ and exit status 2.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +19,6 @@ import numpy as np
 import torch
 
 import metaqnn
-from envs.cnn_design import CNNDesignEnv
 from envs.graph import count_architectures, state_graph, summarize_state_graph
 from envs.layers import Architecture, ArchitectureError
 from envs.space import RULES, SearchSpace, get_space
@@ -300,76 +298,111 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ demo
 def _configure_demo(p: argparse.ArgumentParser) -> None:
-    _add_data_options(p, default_dataset="digits")
-    p.add_argument("--models", type=int, default=10, help="unique architectures to train")
-    p.add_argument("--epochs", type=int, default=10, help="training epochs per model")
-    p.add_argument("--out", default=None, help="also write the table here (.md) and .json")
+    p.add_argument("--dataset", default="digits", help="dataset name (see `datasets`)")
+    p.add_argument("--data-root", default=None, help="data root (default: $METAQNN_DATA)")
+    p.add_argument("--logdir", default="runs/demo", help="where the runs go")
+    p.add_argument("--gtn-outer-steps", type=int, default=150, help="GTN meta-training steps")
+    p.add_argument("--schedule", default="quick", help="the search's epsilon schedule")
+    p.add_argument("--retrain-top", type=int, default=3, help="top models retrained on real data")
+    p.add_argument("--epochs", type=int, default=10, help="retraining epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fresh", action="store_true", help="delete the previous demo runs first")
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    """The main job, end to end: meta-train a GTN, search with it as the reward, report."""
+    import shutil
 
-    from metaqnn.rewards import RealDataReward
-    from metaqnn.runinfo import run_metadata
-    from metaqnn.training import TrainConfig
-
-    if args.models < 1 or args.epochs < 1:
+    if args.gtn_outer_steps < 1 or args.retrain_top < 0 or args.epochs < 1:
         raise ConfigError(
-            f"--models and --epochs must be positive, got {args.models}, {args.epochs}"
+            f"--gtn-outer-steps={args.gtn_outer_steps} and --epochs={args.epochs} "
+            f"must be positive, --retrain-top={args.retrain_top} >= 0"
         )
-    device = _device(args.device)
+    root = Path(args.logdir)
+    if args.fresh and root.exists():
+        shutil.rmtree(root)
+    gtn, search = root / "gtn", root / "search"
+    data = ["--dataset", args.dataset, "--seed", str(args.seed)]
+    if args.data_root:
+        data += ["--data-root", args.data_root]
+    steps = []
+    if (gtn / "checkpoint.pt").exists():
+        steps.append(
+            [
+                "gtn",
+                "train",
+                "--resume",
+                str(gtn),
+                "--outer-steps",
+                str(args.gtn_outer_steps),
+                "--eval-archs",
+                "5",
+            ]
+        )
+    else:
+        steps.append(
+            [
+                "gtn",
+                "train",
+                *data,
+                "--outer-steps",
+                str(args.gtn_outer_steps),
+                "--inner-batch",
+                "64",
+                "--generator-hidden",
+                "256",
+                "--noise-dim",
+                "32",
+                "--outer-lr",
+                "0.01",
+                "--meta-batch",
+                "256",
+                "--eval-archs",
+                "5",
+                "--logdir",
+                str(gtn),
+            ]
+        )
+    if (search / "search.db").exists():
+        steps.append(["search", "--resume", str(search)])
+    else:
+        steps.append(
+            [
+                "search",
+                *data,
+                "--reward",
+                "gtn",
+                "--gtn-checkpoint",
+                str(gtn),
+                "--schedule",
+                args.schedule,
+                "--logdir",
+                str(search),
+            ]
+        )
+    steps.append(
+        [
+            "report",
+            str(search),
+            "--top",
+            "10",
+            "--retrain-top",
+            str(args.retrain_top),
+            "--epochs",
+            str(args.epochs),
+        ]
+        + (["--data-root", args.data_root] if args.data_root else [])
+    )
     start = time.perf_counter()
-    data = _load(args)
-    space = _space(data.spec.preset)
-    reward = RealDataReward(
-        data, TrainConfig(epochs=args.epochs, seed=args.seed), device=device, measure_test=True
+    for argv in steps:
+        print(f"\n$ metaqnn {' '.join(argv)}", flush=True)
+        code = main(argv)
+        if code:
+            return code
+    print(
+        f"\ndemo done in {time.perf_counter() - start:.0f} s; TensorBoard: tensorboard "
+        f"--logdir {root}; the report is in {search / 'report'}"
     )
-    results: dict[Architecture, object] = {}
-
-    def score(arch: Architecture) -> float:
-        if arch not in results:  # a model sampled again is not retrained
-            results[arch] = reward.evaluate(arch)
-        return results[arch].reward
-
-    env = CNNDesignEnv(space, reward_fn=score)
-    rng = np.random.default_rng(args.seed)
-    print(f"Sampling {args.models} architectures from the {space.name!r} search space and "
-          f"training each for {args.epochs} epochs on {data.source} "
-          f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test).")  # fmt: skip
-    episodes = 0
-    with tqdm(total=args.models, unit="model") as bar:
-        while len(results) < args.models and episodes < 100 * args.models:
-            _, info = env.reset(seed=args.seed if episodes == 0 else None)
-            done, episodes = False, episodes + 1
-            before = len(results)
-            while not done:
-                action = int(rng.choice(np.flatnonzero(info["action_mask"])))
-                _, _, done, _, info = env.step(action)
-            bar.update(len(results) - before)
-    ranked = sorted(results.values(), key=lambda r: r.reward, reverse=True)
-    rows = [
-        [str(i), f"{r.val_accuracy:.4f}", f"{r.test_accuracy:.4f}" if r.test_accuracy else "-",
-         f"{r.parameters:,}", f"{r.flops / 1e6:.2f}", f"{r.wall_time_s:.1f}", r.architecture]
-        for i, r in enumerate(ranked, start=1)
-    ]  # fmt: skip
-    table = _table(
-        rows, ["rank", "val acc", "test acc", "params", "MFLOPs", "time s", "architecture"]
-    )
-    print(table)
-    elapsed = time.perf_counter() - start
-    print(f"{len(results)} unique architectures from {episodes} episodes in {elapsed:.1f} s "
-          f"on {run_metadata(device)['device_name']}")  # fmt: skip
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(table + "\n")
-        payload = {
-            "run": run_metadata(device),
-            "args": vars(args),
-            "results": [vars(r) for r in ranked],
-        }
-        out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
-        print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
     return 0
 
 

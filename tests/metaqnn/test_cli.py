@@ -98,15 +98,30 @@ def test_train_then_evaluate_on_digits(capsys, tmp_path):
     assert f"accuracy {accuracy:.4f}" in out
 
 
-def test_demo_ranks_unique_architectures(capsys, tmp_path):
-    out_file = tmp_path / "demo"
-    code, out, _ = _run(capsys, "demo", "--models", "3", "--epochs", "1", "--out", str(out_file))
-    assert code == 0
-    rows = [line for line in out.splitlines() if line.startswith("| ") and "rank" not in line]
-    assert len(rows) == 3
-    accs = [float(r.split("|")[2]) for r in rows]
-    assert accs == sorted(accs, reverse=True)
-    assert out_file.with_suffix(".json").exists() and out_file.with_suffix(".md").exists()
+@pytest.mark.slow
+def test_demo_runs_gtn_search_and_report_then_resumes(capsys, tmp_path):
+    root = tmp_path / "demo"
+    argv = [
+        "demo",
+        "--logdir",
+        str(root),
+        "--gtn-outer-steps",
+        "2",
+        "--schedule",
+        "1.0:3",
+        "--retrain-top",
+        "1",
+        "--epochs",
+        "1",
+    ]
+    code, out, _ = _run(capsys, *argv)
+    assert code == 0, out
+    assert "$ metaqnn gtn train" in out and "$ metaqnn search" in out and "$ metaqnn report" in out
+    assert (root / "gtn" / "checkpoint.pt").exists()
+    report = (root / "search" / "report" / "top.md").read_text()
+    assert report.count("| ok |") == 3 and (root / "search" / "report" / "figure3.png").exists()
+    code, out, _ = _run(capsys, *argv)  # a second run resumes both and redoes nothing
+    assert code == 0 and "--resume" in out and "0 new models" in out
 
 
 def test_sample_is_seeded(capsys):
