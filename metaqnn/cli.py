@@ -269,17 +269,24 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _configure_evaluate(p: argparse.ArgumentParser) -> None:
+    from metaqnn.cli_evaluate import SUBCOMMANDS
+
     sub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
     acc = sub.add_parser("accuracy", help="accuracy of a checkpoint on its dataset")
     acc.add_argument("checkpoint", help="a checkpoint written by `metaqnn train`")
     _add_data_options(acc, default_dataset=None)
     acc.add_argument("--split", choices=["test", "val"], default="test")
+    for name, (configure, _, help_text) in SUBCOMMANDS.items():
+        configure(sub.add_parser(name, help=help_text, description=help_text))
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from metaqnn.checkpoint import load_checkpoint
+    from metaqnn.cli_evaluate import SUBCOMMANDS
     from metaqnn.training import evaluate
 
+    if args.what in SUBCOMMANDS:
+        return SUBCOMMANDS[args.what][1](args)
     ckpt = load_checkpoint(args.checkpoint)
     device = _device(args.device)
     data = _load(args, name=ckpt.dataset)

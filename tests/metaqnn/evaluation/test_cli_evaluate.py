@@ -1,0 +1,102 @@
+import json
+
+import pytest
+
+from metaqnn.cli import build_parser, main
+
+
+def _one_line_error(capsys, *argv, contains=()):
+    code = main(list(argv))
+    _, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("metaqnn: error: "), err
+    for text in contains:
+        assert text in lines[0]
+    return lines[0]
+
+
+def test_subcommands_have_help():
+    parser = build_parser()
+    for what in ("robustness", "transfer", "correlation", "accuracy"):
+        with pytest.raises(SystemExit) as info:
+            parser.parse_args(["evaluate", what, "--help"])
+        assert info.value.code == 0
+
+
+def test_robustness_missing_checkpoint(capsys, tmp_path):
+    _one_line_error(capsys, "evaluate", "robustness", str(tmp_path / "nope.pt"),
+                    contains=("nope.pt", "no such checkpoint"))  # fmt: skip
+
+
+@pytest.mark.parametrize(("option", "value", "named"), [
+    ("--attacks", "fgsm,deepfool", "'deepfool'"),
+    ("--corruptions", "fog,snow", "'snow'"),
+    ("--destruction-attacks", "cw", "'cw'"),
+    ("--epsilons", "8,-3", "'-3'"),
+    ("--epsilons", "8,abc", "'abc'"),
+    ("--epsilons", "300", "'300'"),
+    ("--destruction-epsilon", "nan", "'nan'"),
+    ("--noise", "-0.1", "'-0.1'"),
+])  # fmt: skip
+def test_robustness_bad_option_names_the_value(capsys, digits_checkpoint, option, value, named):
+    _one_line_error(capsys, "evaluate", "robustness", str(digits_checkpoint), option, value,
+                    contains=(named,))  # fmt: skip
+
+
+def test_robustness_writes_tables_figures_and_scalars(capsys, digits_checkpoint, tmp_path):
+    out = tmp_path / "rob"
+    code = main(["evaluate", "robustness", str(digits_checkpoint), "--max-images", "80",
+                 "--attacks", "fgsm,bim", "--epsilons", "8,32", "--corruptions",
+                 "gaussian_noise,jpeg", "--destruction-epsilon", "32", "--noise", "0,0.3",
+                 "--blur", "0,1", "--out", str(out), "--no-progress"])  # fmt: skip
+    text, _ = capsys.readouterr()
+    assert code == 0
+    assert "Clean accuracy" in text and "basic iterative" in text
+    assert (out / "report.md").read_text().startswith("# Robustness of")
+    payload = json.loads((out / "report.json").read_text())
+    assert payload["n_images"] == 80 and payload["dataset"] == "digits"
+    assert set(payload["attacks"]) == {"fgsm", "bim"}
+    assert (out / "accuracy_curves.png").is_file() and (out / "adversarial_examples.png").is_file()
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+
+
+def test_correlation_command(capsys, tmp_path):
+    rewards = tmp_path / "rewards.csv"
+    rewards.write_text("architecture,gtn,real\n" + "".join(
+        f"a{i},{(i * 7) % 10 / 10},{i / 10}\n" for i in range(10)))  # fmt: skip
+    out = tmp_path / "corr"
+    code = main(["evaluate", "correlation", str(rewards), "--cheap", "gtn", "--reference", "real",
+                 "--top-k", "3", "--resamples", "50", "--out", str(out)])  # fmt: skip
+    text, _ = capsys.readouterr()
+    assert code == 0 and "Spearman rho" in text and "top-3 overlap" in text
+    assert (out / "scatter.png").is_file() and (out / "report.json").is_file()
+
+
+def test_correlation_errors(capsys, tmp_path):
+    _one_line_error(capsys, "evaluate", "correlation", str(tmp_path / "x.csv"), "--cheap", "a",
+                    "--reference", "b", contains=("x.csv", "no such file"))  # fmt: skip
+    rewards = tmp_path / "r.csv"
+    rewards.write_text("gtn,real\n1,2\n2,3\n3,4\n")
+    _one_line_error(capsys, "evaluate", "correlation", str(rewards), "--cheap", "proxy",
+                    "--reference", "real", contains=("'proxy'", "gtn"))  # fmt: skip
+    _one_line_error(capsys, "evaluate", "correlation", str(rewards), "--cheap", "gtn",
+                    "--reference", "real", "--top-k", "2.5", contains=("2.5",))  # fmt: skip
+
+
+def test_transfer_command(capsys, digits_checkpoint, tmp_path):
+    out = tmp_path / "transfer"
+    code = main(["evaluate", "transfer", str(digits_checkpoint), "--to", "digits", "--steps", "5",
+                 "--out", str(out), "--no-progress"])  # fmt: skip
+    text, _ = capsys.readouterr()
+    assert code == 0
+    for mode in ("as_is", "scratch", "finetuned"):
+        assert f"| {mode}" in text
+    assert len(json.loads((out / "report.json").read_text())["runs"]) == 3
+
+
+def test_transfer_errors(capsys, digits_checkpoint):
+    _one_line_error(capsys, "evaluate", "transfer", str(digits_checkpoint), "--to", "digits",
+                    "--modes", "scratch,distill", contains=("'distill'",))  # fmt: skip
+    _one_line_error(capsys, "evaluate", "transfer", str(digits_checkpoint), "--to", "imagenet",
+                    "--steps", "1", contains=("imagenet",))  # fmt: skip

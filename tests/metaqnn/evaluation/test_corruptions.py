@@ -1,0 +1,95 @@
+import itertools
+
+import pytest
+import torch
+
+from metaqnn.errors import ConfigError
+from metaqnn.evaluation.corruptions import (
+    CORRUPTIONS,
+    SEVERITIES,
+    corrupt,
+    gaussian_blur,
+    gaussian_noise,
+)
+from metaqnn.evaluation.pixels import accuracy
+
+SHAPES = [(3, 1, 28, 28), (3, 3, 32, 32)]
+
+
+def _images(shape: tuple[int, ...]) -> torch.Tensor:
+    """Smooth-ish images in [0, 1] with a bright blob, like digits or photos."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(shape, generator=gen) * 0.3
+    x[..., 8:20, 10:18] += 0.6
+    return x.clamp(0, 1)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=["1x28x28", "3x32x32"])
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_corruption_shape_range_and_determinism(name, shape):
+    x = _images(shape)
+    for severity in SEVERITIES:
+        out = corrupt(x, name, severity, seed=7)
+        assert out.shape == x.shape and out.dtype == x.dtype
+        assert out.min() >= 0 and out.max() <= 1
+        assert torch.isfinite(out).all()
+        assert torch.equal(out, corrupt(x, name, severity, seed=7)), f"{name} {severity}"
+    assert not torch.equal(corrupt(x, name, 5, seed=7), x), f"{name} did nothing"
+
+
+def test_the_input_is_not_modified():
+    x = _images(SHAPES[1])
+    copy = x.clone()
+    for name in CORRUPTIONS:
+        corrupt(x, name, 3)
+    assert torch.equal(x, copy)
+
+
+def test_severity_degrades_a_trained_model_monotonically_on_average(trained):
+    x, y = trained.pixels, trained.labels
+    clean = accuracy(trained.model, x, y)
+    means = [
+        sum(accuracy(trained.model, corrupt(x, name, s), y) for name in CORRUPTIONS)
+        / len(CORRUPTIONS)
+        for s in SEVERITIES
+    ]
+    assert all(later <= earlier + 0.005 for earlier, later in itertools.pairwise(means))
+    assert means[-1] < means[0] < clean + 0.005
+
+
+def test_noise_and_blur_at_zero_are_identities():
+    x = _images(SHAPES[0])
+    assert torch.equal(gaussian_blur(x, 0.0), x)
+    assert torch.equal(gaussian_noise(x, 0.0, torch.Generator().manual_seed(0)), x)
+
+
+def test_blur_keeps_a_constant_image():
+    x = torch.full((2, 3, 32, 32), 0.4)
+    torch.testing.assert_close(gaussian_blur(x, 2.0), x)
+    torch.testing.assert_close(corrupt(x, "defocus_blur", 5), x)
+
+
+def test_brightness_adds_to_grey_and_contrast_keeps_the_mean():
+    x = torch.full((1, 1, 28, 28), 0.5)
+    x[..., :14, :] = 0.2
+    torch.testing.assert_close(corrupt(x, "brightness", 2), x + 0.1)
+    out = corrupt(x, "contrast", 3)
+    torch.testing.assert_close(out.mean(), x.mean())
+    assert out.std() < x.std()
+
+
+def test_severity_and_name_errors():
+    x = _images(SHAPES[0])
+    for bad in (0, 6, 2.5, True):
+        with pytest.raises(ConfigError, match="severity"):
+            corrupt(x, "fog", bad)
+    with pytest.raises(ConfigError, match=r"'snow'.*gaussian_noise"):
+        corrupt(x, "snow", 1)
+    with pytest.raises(ConfigError, match=r"\(N, C, H, W\)"):
+        corrupt(x[0], "fog", 1)
+
+
+def test_tiny_images_work():
+    x = _images((2, 1, 8, 8))
+    for name in CORRUPTIONS:
+        assert corrupt(x, name, 5).shape == x.shape
