@@ -90,16 +90,54 @@ class SyntheticTeacher(nn.Module, abc.ABC):
             checkpoint=checkpoint, keep_steps=keep_steps,
         )  # fmt: skip
 
-    def teach(self, learner: nn.Module, steps: int | None = None, *, seed: int = 0) -> nn.Module:
-        """Train ``learner`` in place for ``steps`` synthetic steps (default: all) and return it.
+    def materialize(
+        self, steps: int | None = None, *, seed: int = 0
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches :meth:`teach` draws with ``seed``, computed once without a graph.
 
-        The teacher is left unchanged (a generator's batch norm uses batch statistics, as in
-        meta-training); the same seed gives the same batches.
+        Teaching many learners with the same seed (a reward over many architectures) can reuse
+        them: :meth:`teach` with ``batches=`` then skips the generator entirely.
         """
         device = next(self.parameters()).device
         rng = torch.Generator(device=device).manual_seed(seed)
         self.train()
-        result = self.unroll(learner, steps, generator=rng, create_graph=False)
+        batch = self.batches(rng)
+        with torch.no_grad():
+            return [batch(t) for t in range(steps or self.config.inner_steps)]
+
+    def teach(
+        self,
+        learner: nn.Module,
+        steps: int | None = None,
+        *,
+        seed: int = 0,
+        batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> nn.Module:
+        """Train ``learner`` in place for ``steps`` synthetic steps (default: all) and return it.
+
+        The teacher is left unchanged (a generator's batch norm uses batch statistics, as in
+        meta-training); the same seed gives the same batches. ``batches`` (from
+        :meth:`materialize`) are used instead of generating them.
+        """
+        steps = steps or self.config.inner_steps
+        if batches is None:
+            device = next(self.parameters()).device
+            rng = torch.Generator(device=device).manual_seed(seed)
+            self.train()
+            result = self.unroll(learner, steps, generator=rng, create_graph=False)
+        else:
+            if len(batches) < steps:
+                raise ValueError(f"{len(batches)} materialized batches for {steps} steps")
+            params, buffers = model_params(learner)
+            result = unroll(
+                learner,
+                params,
+                buffers,
+                lambda t: batches[t],
+                self.schedule,
+                steps,
+                create_graph=False,
+            )
         with torch.no_grad():
             for name, param in learner.named_parameters():
                 param.copy_(result.params[name])

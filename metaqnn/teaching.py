@@ -139,6 +139,8 @@ class GTNReward:
         n = len(val) if val_size is None else min(val_size, len(val))
         self.val = Split(val.x[:n].to(device), val.y[:n].to(device))
         self.net_config, self.seed, self.device = net_config, seed, torch.device(device)
+        # the same seed gives every architecture the same synthetic batches: generate them once
+        self.batches = teacher.materialize(self.steps, seed=seed)
 
     def evaluate(self, architecture: Architecture) -> RewardResult:
         """Teach a fresh learner of ``architecture`` and score it on the validation subset."""
@@ -147,7 +149,7 @@ class GTNReward:
         learner = fixed_learner_factory(architecture, self.dataset, self.net_config, self.device)(
             self.seed
         )
-        self.teacher.teach(learner, self.steps, seed=self.seed)
+        self.teacher.teach(learner, self.steps, batches=self.batches)
         result = evaluate(learner, self.val, batch_size=1000)
         ok = np.isfinite(result.loss)
         return RewardResult(

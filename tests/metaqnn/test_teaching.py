@@ -63,3 +63,23 @@ def test_gtn_reward_scores_on_validation_data(digits):
     assert 0.0 <= result.reward <= 1.0 and result.reward == result.val_accuracy
     assert reward(arch) == result.reward  # same seed, same reward
     assert len(reward.val) == 100
+
+
+@pytest.mark.parametrize("curriculum", ["full", "none"])
+def test_materialized_batches_teach_exactly_like_generating_them(digits, curriculum):
+    config = teacher_config(digits, inner_steps=3, inner_batch=16, generator_hidden=32,
+                            generator_noise_dim=8, generator_conv_channels=(8, 4),
+                            curriculum=curriculum)  # fmt: skip
+    teacher = GTNTeacher(config)
+    arch = Architecture.parse("[C(16,3,1), P(2,2), FC(64), SM(10)]")
+    factory = fixed_learner_factory(arch, digits)
+    a = teacher.teach(factory(0), seed=5)
+    b = teacher.teach(factory(0), batches=teacher.materialize(seed=5))
+    c = teacher.teach(factory(0), batches=teacher.materialize(seed=6))
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    differs = any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters(),
+                                                            strict=True))  # fmt: skip
+    assert differs == (curriculum == "none")  # the full curriculum's inputs are learned, fixed
+    with pytest.raises(ValueError, match="2 materialized batches for 3 steps"):
+        teacher.teach(factory(0), batches=teacher.materialize(2, seed=5))
