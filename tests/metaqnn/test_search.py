@@ -223,41 +223,62 @@ def test_process_backend_evaluates_and_survives_a_dead_worker(shared_data_root):
         backend.close()
 
 
+def _final_store(run):
+    store = SearchStore.open(run)
+    rows = [(m.id, m.architecture, m.reward, m.epsilon, m.status, m.attempts)
+            for m in store.models()]  # fmt: skip
+    state = store.state()
+    state.pop("elapsed_s")
+    return rows, state, store.pending()
+
+
 @pytest.mark.slow
-def test_kill_9_loses_nothing_and_evaluates_nothing_twice(tmp_path, shared_data_root):
-    """A real `metaqnn search` process killed with SIGKILL mid-run resumes to the same
-    sequence as an uninterrupted run, each architecture evaluated once."""
+def test_repeated_kill_9_loses_nothing_and_evaluates_nothing_twice(tmp_path, shared_data_root):
+    """A real `metaqnn search` process killed with SIGKILL at random moments, three times,
+    resumed each time, ends with the same store (models, Q-table, replay memory, RNG) as an
+    uninterrupted run with the same seed, every architecture recorded exactly once."""
     base = [sys.executable, "-m", "metaqnn", "search", "--dataset", "digits", "--reward",
-            "real", "--epochs", "1", "--schedule", "1.0:8,0.3:6", "--replay", "10",
+            "real", "--epochs", "1", "--schedule", "1.0:8,0.3:8", "--replay", "10",
             "--no-progress"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*base, "--logdir", str(tmp_path / "straight")], check=True, env=env,
                    capture_output=True)  # fmt: skip
-    proc = subprocess.Popen([*base, "--logdir", str(tmp_path / "killed")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    db = tmp_path / "killed" / "search.db"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if db.exists():
+    run = tmp_path / "killed"
+    db = run / "search.db"
+    rng = np.random.default_rng(7)
+    counts = []
+    for attempt in range(3):
+        argv = (
+            [*base, "--logdir", str(run)]
+            if attempt == 0
+            else [sys.executable, "-m", "metaqnn", "search", "--resume", str(run), "--no-progress"]
+        )
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+        start_count = counts[-1] if counts else 0
+        deadline = time.monotonic() + 120
+        wait_for = 1 + int(rng.integers(3))  # kill after 1-3 more models ...
+        extra_delay = float(rng.uniform(0, 0.3))  # ... and a random moment after that
+        while time.monotonic() < deadline and proc.poll() is None:
             try:
                 n = sqlite3.connect(db).execute("SELECT COUNT(*) FROM models").fetchone()[0]
-            except sqlite3.OperationalError:
+            except sqlite3.Error:
                 n = 0
-            if n >= 4:
+            if n >= start_count + wait_for:
+                time.sleep(extra_delay)
                 break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    before = SearchStore.open(tmp_path / "killed").models()
-    assert 4 <= len(before) < 14
-    subprocess.run([sys.executable, "-m", "metaqnn", "search", "--resume",
-                    str(tmp_path / "killed"), "--no-progress"], check=True, env=env,
-                   capture_output=True)  # fmt: skip
-    after = SearchStore.open(tmp_path / "killed").models()
-    straight = SearchStore.open(tmp_path / "straight").models()
-    assert after[: len(before)] == before  # nothing recorded was lost or changed
-    assert [m.architecture for m in after] == [m.architecture for m in straight]
-    assert [m.reward for m in after] == [m.reward for m in straight]
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        counts.append(SearchStore.open(run).count())
+    assert counts == sorted(counts) and counts[-1] < 16, counts  # progress, not yet finished
+    subprocess.run([sys.executable, "-m", "metaqnn", "search", "--resume", str(run),
+                    "--no-progress"], check=True, env=env, capture_output=True)  # fmt: skip
+    rows, state, pending = _final_store(run)
+    straight_rows, straight_state, _ = _final_store(tmp_path / "straight")
+    assert len(rows) == 16 == len({r[1] for r in rows}) and pending == []
+    assert rows == straight_rows
+    assert state == straight_state
 
 
 def test_outcome_is_plain_data():
