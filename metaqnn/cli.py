@@ -249,6 +249,7 @@ def _run_train(args: argparse.Namespace) -> int:
         "restarts": result.restarts,
         "history": [dict(h) for h in result.history],
         "run": run_metadata(device),
+        "normalization": {"mean": list(data.mean), "std": list(data.std)},
     }
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/train/{data.name}__seed{args.seed}__{stamp}.pt")

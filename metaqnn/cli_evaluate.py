@@ -143,9 +143,13 @@ def run_robustness(args: argparse.Namespace) -> int:
     if tuple(data.spec.input_shape) != tuple(ckpt.input_shape):
         raise ConfigError(f"{args.checkpoint} expects inputs {ckpt.input_shape}, {data.name} "
                           f"has {data.spec.input_shape}")  # fmt: skip
-    # The model expects the normalisation of the data it was trained on.
-    stats = data if data.name == ckpt.dataset else _load(args, name=ckpt.dataset)
-    model = PixelModel(ckpt.build_model(device), stats.mean, stats.std)
+    # The model expects the normalisation of the data it was trained on: the checkpoint's own
+    # record, else (older checkpoints) that of its dataset loaded with the default split.
+    norm = ckpt.metrics.get("normalization")
+    if norm is None:
+        stats = data if data.name == ckpt.dataset else _load(args, name=ckpt.dataset)
+        norm = {"mean": stats.mean, "std": stats.std}
+    model = PixelModel(ckpt.build_model(device), tuple(norm["mean"]), tuple(norm["std"]))
     split = getattr(data, args.split)
     n = len(split) if args.max_images is None else min(args.max_images, len(split))
     pixels = data.denormalize(split.x[:n]).clamp_(0.0, 1.0)  # (n, C, H, W)

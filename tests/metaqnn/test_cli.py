@@ -93,6 +93,7 @@ def test_train_then_evaluate_on_digits(capsys, tmp_path):
     loaded = load_checkpoint(ckpt)
     assert loaded.metrics["test_accuracy"] == pytest.approx(accuracy, abs=1e-4)
     assert loaded.metrics["run"]["device"] == "cpu"
+    assert len(loaded.metrics["normalization"]["mean"]) == 1  # what robustness un-normalises with
     code, out, _ = _run(capsys, "evaluate", "accuracy", str(ckpt))
     assert code == 0
     assert f"accuracy {accuracy:.4f}" in out
