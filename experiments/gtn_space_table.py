@@ -63,6 +63,18 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1, help="initialisation seed of every learner")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="experiments/results/gtn_space")
+    p.add_argument(
+        "--width-divisor",
+        type=int,
+        default=None,
+        help="scale the space's widths (default: the GTN run's)",
+    )
+    p.add_argument(
+        "--real-from",
+        default=None,
+        help="an earlier OUT.json with the same architectures: reuse its real-data "
+        "accuracies instead of training again",
+    )
     p.add_argument("--quick", action="store_true", help="3 architectures, 30 real-data steps")
     args = p.parse_args()
     start_all = time.perf_counter()
@@ -75,7 +87,8 @@ def main() -> None:
                         seed=extra["seed"], device=device)  # fmt: skip
     teacher = teacher_from_checkpoint(state, device)
     net = NetConfig(**extra["net_config"])
-    space = get_space(extra["space"]).scale_widths(int(extra.get("width_divisor", 1)))
+    divisor = args.width_divisor or int(extra.get("width_divisor", 1))
+    space = get_space(extra["space"]).scale_widths(divisor)
     count = 3 if args.quick else args.count
     rng = np.random.default_rng(ARCH_SEED)
     archs = [space.sample(rng) for _ in range(count)]
@@ -84,6 +97,12 @@ def main() -> None:
                               steps=30 if args.quick else None)  # fmt: skip
 
     batches = teacher.materialize(seed=args.seed)  # the same for every architecture
+    reuse = {}
+    if args.real_from:
+        earlier = json.loads(Path(args.real_from).read_text())
+        if earlier["meta"]["real_epochs"] != args.real_epochs:
+            raise SystemExit(f"{args.real_from} trained {earlier['meta']['real_epochs']} epochs")
+        reuse = {r["architecture"]: (r["real"], r["real_s"]) for r in earlier["rows"]}
     rows = []
     for arch in tqdm(archs, unit="arch"):
         learner = fixed_learner_factory(arch, data, net, device)(args.seed)
@@ -91,12 +110,15 @@ def main() -> None:
         teacher.teach(learner, batches=batches)
         gtn_s = time.perf_counter() - t
         gtn_acc = evaluate(learner, data.test).accuracy
-        factory = fixed_learner_factory(arch, data, net, device)
-        t = time.perf_counter()
-        result = train_model(lambda f=factory: f(args.seed), data.train, data.val, real_config,
-                             device=device)  # fmt: skip
-        real_s = time.perf_counter() - t
-        real_acc = evaluate(result.model, data.test).accuracy
+        if str(arch) in reuse:
+            real_acc, real_s = reuse[str(arch)]
+        else:
+            factory = fixed_learner_factory(arch, data, net, device)
+            t = time.perf_counter()
+            result = train_model(lambda f=factory: f(args.seed), data.train, data.val,
+                                 real_config, device=device)  # fmt: skip
+            real_s = time.perf_counter() - t
+            real_acc = evaluate(result.model, data.test).accuracy
         rows.append({
             "architecture": str(arch), "families": families(arch), "gtn": gtn_acc,
             "real": real_acc, "gtn_s": gtn_s, "real_s": real_s,
@@ -125,8 +147,8 @@ def main() -> None:
     }  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"run": str(run), "outer_steps": state["step"], "width_divisor":
-            extra.get("width_divisor", 1), "inner_steps": teacher.config.inner_steps,
+    meta = {"run": str(run), "outer_steps": state["step"], "width_divisor": divisor,
+            "learner": extra["learner"], "real_from": args.real_from, "inner_steps": teacher.config.inner_steps,
             "real_epochs": args.real_epochs, "seed": args.seed, "arch_seed": ARCH_SEED,
             "machine": run_metadata(device)}  # fmt: skip
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": summary,
