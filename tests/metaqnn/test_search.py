@@ -284,3 +284,20 @@ def test_repeated_kill_9_loses_nothing_and_evaluates_nothing_twice(tmp_path, sha
 def test_outcome_is_plain_data():
     o = Outcome("[SM(10)]", "ok", {"reward": 0.5}, "", "host:1")
     assert o.result["reward"] == 0.5
+
+
+@pytest.mark.slow
+def test_ray_backend_runs_a_search(tmp_path, shared_data_root):
+    """The optional Ray backend (skipped unless `ray` is installed: pip install ray)."""
+    ray = pytest.importorskip("ray")
+    config = SearchConfig(reward=RewardSpec(name="real", dataset="digits", epochs=1),
+                          schedule="1.0:4", replay=5, workers=2, backend="ray")  # fmt: skip
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        search = Search.create(config, tmp_path / "ray")
+        models = search.run(progress=False)
+        search.close()
+    finally:
+        ray.shutdown()
+    assert len(models) == 4 == len({m.architecture for m in models})
+    assert all(m.status == "ok" and ":" in m.worker for m in models)
