@@ -183,6 +183,25 @@ def test_gtn_train_resume_sample_eval(capsys, tmp_path):
     assert code == 0 and "GTN, 2 steps" in out and "real data, Adam lr 0.01" in out
 
 
+def test_gtn_init_from_another_run(capsys, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert _run(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(first),
+                *GTN_TINY)[0] == 0  # fmt: skip
+    code, out, _ = _run(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(second),
+                        "--init-from", str(first), "--checkpoint-inner", *GTN_TINY)  # fmt: skip
+    assert code == 0, out
+    import torch
+
+    a = torch.load(first / "checkpoint.pt", weights_only=True)
+    b = torch.load(second / "checkpoint.pt", weights_only=True)
+    assert b["extra"]["init_from"] == str(first) and b["meta_config"]["checkpoint"] is True
+    assert a["teacher"].keys() == b["teacher"].keys()
+    _one_line_error(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(tmp_path / "x"),
+                    "--init-from", str(first), "--noise-dim", "4", "--inner-steps", "2",
+                    "--inner-batch", "16", "--generator-hidden", "32", "--no-progress",
+                    contains=("teacher settings differ",))  # fmt: skip
+
+
 def test_gtn_bad_checkpoint_is_one_line(capsys, tmp_path):
     bad = tmp_path / "checkpoint.pt"
     bad.write_bytes(b"nope")
