@@ -147,10 +147,12 @@ def main() -> None:
     }  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"run": str(run), "outer_steps": state["step"], "width_divisor": divisor,
-            "learner": extra["learner"], "real_from": args.real_from, "inner_steps": teacher.config.inner_steps,
-            "real_epochs": args.real_epochs, "seed": args.seed, "arch_seed": ARCH_SEED,
-            "machine": run_metadata(device)}  # fmt: skip
+    meta = {
+        "run": str(run), "outer_steps": state["step"], "width_divisor": divisor,
+        "learner": extra["learner"], "real_from": args.real_from,
+        "inner_steps": teacher.config.inner_steps, "real_epochs": args.real_epochs,
+        "seed": args.seed, "arch_seed": ARCH_SEED, "machine": run_metadata(device),
+    }  # fmt: skip
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": summary,
                                                     "rows": rows}, indent=2))  # fmt: skip
     steps = teacher.config.inner_steps
