@@ -47,7 +47,12 @@ def configure_search(p: argparse.ArgumentParser) -> None:
         "(0.1), or stages such as 1.0:30,0.5:10,0.1:10",
     )
     p.add_argument("--replay", type=int, default=100, help="replays after each model")
-    p.add_argument("--workers", type=int, default=1, help="evaluations at once")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="evaluations at once (default 1; on --resume: the run's)",
+    )
     p.add_argument(
         "--backend",
         default=None,
@@ -66,6 +71,7 @@ def configure_search(p: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace):
     from metaqnn.search import SearchConfig
 
+    args.workers = 1 if args.workers is None else args.workers
     if args.reward == "gtn" and not args.gtn_checkpoint:
         raise ConfigError(
             "--reward gtn needs --gtn-checkpoint RUN_DIR (make one with `metaqnn "
@@ -111,7 +117,7 @@ def run_search(args: argparse.Namespace) -> int:
     _device(args.device)
     if args.resume:
         run_dir = Path(args.resume)
-        search = Search.resume(run_dir, workers=args.workers if args.workers != 1 else None)
+        search = Search.resume(run_dir, workers=args.workers)
         config = search.config
         search.logger = SearchLogger(run_dir, config.to_dict())
         print(

@@ -167,7 +167,10 @@ class Search:
         store = SearchStore.open(run_dir)
         config = SearchConfig.from_dict(store.config)
         if workers is not None:
-            config = replace(config, workers=workers)
+            backend = config.backend
+            if backend != "ray":  # one worker runs in process, several in worker processes
+                backend = "inline" if workers == 1 else "process"
+            config = replace(config, workers=workers, backend=backend)
         return cls(config, store, **kwargs)
 
     # ------------------------------------------------------------------ state

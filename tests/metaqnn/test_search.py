@@ -308,3 +308,13 @@ def test_ray_backend_runs_a_search(tmp_path, shared_data_root):
         ray.shutdown()
     assert len(models) == 4 == len({m.architecture for m in models})
     assert all(m.status == "ok" and ":" in m.worker for m in models)
+
+
+def test_resume_with_another_worker_count_picks_the_backend(tmp_path):
+    _search(tmp_path).run(progress=False, max_models=2)
+    fake = InlineBackend(reward=FakeReward())
+    assert Search.resume(tmp_path / "run", backend=fake).config.workers == 1
+    more = Search.resume(tmp_path / "run", workers=2, backend=fake).config
+    assert (more.workers, more.backend) == (2, "process")
+    with pytest.raises(ConfigError, match="workers"):
+        Search.resume(tmp_path / "run", workers=0, backend=fake)
