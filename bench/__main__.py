@@ -73,7 +73,7 @@ def main() -> None:
             print(out.stderr, file=sys.stderr)
             raise SystemExit(f"benchmark {name} failed")
         sections += [f"## {name}", "", f"`{shown}` ({time.perf_counter() - start:.0f} s)", "",
-                     "```", out.stdout.strip(), "```", ""]  # fmt: skip
+                     "```", out.stdout.strip("\n").rstrip(), "```", ""]  # fmt: skip
     Path(args.out).write_text("\n".join(sections))
     print(f"\nwrote {args.out}")
 
