@@ -49,9 +49,7 @@ def main() -> None:
     data = load_dataset(args.dataset, root=args.data_root, device=device)
     arch = Architecture.parse(args.architecture or PAPER_LEARNERS[data.name])
     if args.checkpoint:
-        path = args.checkpoint.rstrip("/")
-        path = path if path.endswith(".pt") else f"{path}/checkpoint.pt"
-        teacher = teacher_from_checkpoint(load_meta_checkpoint(path), device)
+        teacher = teacher_from_checkpoint(load_meta_checkpoint(args.checkpoint), device)
     else:
         teacher = GTNTeacher(teacher_config(data)).to(device)
     reward = GTNReward(teacher, data, val_size=args.val_size, net_config=GTN_LEARNER, device=device)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -84,9 +83,7 @@ def main() -> None:
     device = torch.device(args.device)
     data = load_dataset(args.dataset, root=args.data_root, device=device)
     if args.checkpoint:
-        path = Path(args.checkpoint)
-        path = path / "checkpoint.pt" if path.is_dir() else path
-        teacher = teacher_from_checkpoint(load_meta_checkpoint(path), device)
+        teacher = teacher_from_checkpoint(load_meta_checkpoint(args.checkpoint), device)
     else:
         teacher = GTNTeacher(teacher_config(data)).to(device)
     start = time.perf_counter()

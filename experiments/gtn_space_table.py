@@ -80,7 +80,7 @@ def main() -> None:
     start_all = time.perf_counter()
 
     run = Path(args.run)
-    state = load_meta_checkpoint(run / "checkpoint.pt" if run.is_dir() else run)
+    state = load_meta_checkpoint(run)
     extra = state["extra"]
     device = torch.device(args.device)
     data = load_dataset(extra["dataset"], root=args.data_root, val_size=extra["val_size"],

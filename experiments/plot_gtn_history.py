@@ -23,8 +23,7 @@ def main() -> None:
     p.add_argument("--out", required=True, help="PNG path")
     p.add_argument("--window", type=int, default=10, help="rolling-mean window")
     args = p.parse_args()
-    path = Path(args.run)
-    state = load_meta_checkpoint(path / "checkpoint.pt" if path.is_dir() else path)
+    state = load_meta_checkpoint(args.run)
     history, extra = state["history"], state["extra"]
     steps = np.array([r["step"] for r in history])
     acc = np.array([r["accuracy"] for r in history])

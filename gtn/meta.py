@@ -296,13 +296,24 @@ TEACHERS: dict[str, tuple[Callable[[dict], Any], type[SyntheticTeacher]]] = {
 }
 
 
+#: File name of a run folder's checkpoint.
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def checkpoint_file(path: str | os.PathLike[str]) -> Path:
+    """A checkpoint file from a path that may be a run folder (which holds
+    :data:`CHECKPOINT_NAME`) or the file itself."""
+    path = Path(path)
+    return path / CHECKPOINT_NAME if path.is_dir() else path
+
+
 def load_meta_checkpoint(
     path: str | os.PathLike[str], map_location: Any = "cpu", kind: str | None = None
 ) -> dict[str, Any]:
     """Read a meta-training checkpoint with ``weights_only=True`` and check its format.
 
     Args:
-        path: The file.
+        path: The file, or a run folder holding :data:`CHECKPOINT_NAME`.
         map_location: Where to put its tensors.
         kind: Require this kind (``gtn-meta``, ``dd-meta``); None accepts any of
             :data:`TEACHERS`.
@@ -310,7 +321,7 @@ def load_meta_checkpoint(
     Raises:
         ValueError: One line naming the path and what is wrong with it.
     """
-    path = Path(path)
+    path = checkpoint_file(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such meta-training checkpoint")
     try:

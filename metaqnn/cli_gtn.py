@@ -16,7 +16,14 @@ import torch
 from envs.layers import Architecture
 from envs.space import get_space
 from gtn.distill import DistilledData
-from gtn.meta import MetaConfig, MetaTrainer, load_meta_checkpoint, teacher_from_checkpoint
+from gtn.meta import (
+    CHECKPOINT_NAME,
+    MetaConfig,
+    MetaTrainer,
+    checkpoint_file,
+    load_meta_checkpoint,
+    teacher_from_checkpoint,
+)
 from gtn.teacher import GTNTeacher
 from metaqnn.errors import CheckpointError, ConfigError
 from metaqnn.nets import NetConfig
@@ -29,15 +36,13 @@ from metaqnn.teaching import (
     teacher_config,
 )
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = CHECKPOINT_NAME
 
 
 # ------------------------------------------------------------------ helpers
 def _load_state(path: str) -> tuple[Path, dict[str, Any]]:
     """A checkpoint path or run folder -> (checkpoint path, its dict)."""
-    ckpt = Path(path)
-    if ckpt.is_dir():
-        ckpt = ckpt / CHECKPOINT
+    ckpt = checkpoint_file(path)
     try:
         return ckpt, load_meta_checkpoint(ckpt)
     except ValueError as exc:

@@ -169,17 +169,13 @@ def _build_real(spec: RewardSpec) -> RealDataReward:
 
 
 def _build_gtn(spec: RewardSpec):
-    from pathlib import Path
-
-    from gtn.meta import load_meta_checkpoint, teacher_from_checkpoint
+    from gtn.meta import checkpoint_file, load_meta_checkpoint, teacher_from_checkpoint
     from metaqnn.errors import CheckpointError, ConfigError
     from metaqnn.teaching import GTNReward
 
     if not spec.gtn_checkpoint:
         raise ConfigError("the gtn reward needs a GTN checkpoint (--gtn-checkpoint RUN_DIR)")
-    path = Path(spec.gtn_checkpoint)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
+    path = checkpoint_file(spec.gtn_checkpoint)
     try:
         state = load_meta_checkpoint(path)
     except ValueError as exc:

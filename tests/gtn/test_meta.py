@@ -59,6 +59,8 @@ def test_checkpoint_round_trip_and_weights_only(tmp_path):
     teacher = teacher_from_checkpoint(load_meta_checkpoint(path))
     assert teacher.config == trainer.teacher.config
     assert torch.equal(_flat(teacher), _flat(trainer.teacher))
+    trainer.save(tmp_path / "run" / "checkpoint.pt")  # a run folder is read the same way
+    assert load_meta_checkpoint(tmp_path / "run")["step"] == 2
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage", None])
