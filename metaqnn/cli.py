@@ -23,6 +23,7 @@ from envs.graph import count_architectures, state_graph, summarize_state_graph
 from envs.layers import Architecture, ArchitectureError
 from envs.space import RULES, SearchSpace, get_space
 from metaqnn.errors import ConfigError, MetaQNNError
+from metaqnn.markdown import markdown_table
 
 EXIT_USER_ERROR = 2
 EXIT_FAILED_RUN = 1
@@ -99,17 +100,6 @@ def _load(args: argparse.Namespace, name: str | None = None):
     )
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    """A GitHub-markdown table, columns padded for the terminal."""
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(row: list[str]) -> str:
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(header), sep, *map(line, rows)])
-
-
 # ------------------------------------------------------------------ space / validate / sample
 def _configure_space(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", default="mnist", help="search-space preset")
@@ -152,7 +142,7 @@ def _run_validate(args: argparse.Namespace) -> int:
         ]
         for i, (layer, s) in enumerate(zip(arch, shapes, strict=True))
     ]
-    print(_table(rows, ["#", "layer", "output shape"]))
+    print(markdown_table(["#", "layer", "output shape"], rows))
     flops = count_flops(arch, in_channels=space.input_channels, input_size=space.input_size)
     print(f"FLOPs per image: {flops:,}")
     return 0
@@ -187,7 +177,7 @@ def _run_datasets(args: argparse.Namespace) -> int:
          "yes" if d["available"] else "no", d["description"]]
         for d in info
     ]  # fmt: skip
-    print(_table(rows, ["dataset", "shape", "classes", "available", "description"]))
+    print(markdown_table(["dataset", "shape", "classes", "available", "description"], rows))
     return 0
 
 

@@ -26,6 +26,7 @@ from gtn.meta import (
 )
 from gtn.teacher import GTNTeacher
 from metaqnn.errors import CheckpointError, ConfigError
+from metaqnn.markdown import markdown_table
 from metaqnn.nets import NetConfig
 from metaqnn.runinfo import run_metadata
 from metaqnn.teaching import (
@@ -162,7 +163,7 @@ def configure_train(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from metaqnn.cli import _device, _load, _table
+    from metaqnn.cli import _device, _load
 
     device = _device(args.device)
     if args.resume:
@@ -245,7 +246,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.eval_archs or data.name in PAPER_LEARNERS:
         rows = _summary(trainer.teacher, extra, data, device, args.eval_archs)
         print(f"test accuracy after {teacher.config.inner_steps} synthetic steps:")
-        print(_table(rows, ["learner", "test acc", "architecture"]))
+        print(markdown_table(["learner", "test acc", "architecture"], rows))
     print(f"checkpoint {run_dir / CHECKPOINT}; resume with: metaqnn gtn train --resume {run_dir}")
     return 0
 
@@ -293,7 +294,7 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from metaqnn.cli import _device, _load, _table
+    from metaqnn.cli import _device, _load
     from metaqnn.training import TrainConfig, train_model
 
     device = _device(args.device)
@@ -342,5 +343,5 @@ def run_eval(args: argparse.Namespace) -> int:
     print(
         f"{arch} on {data.source}, test accuracy over {args.seeds} initialisations, batch {batch}:"
     )
-    print(_table(rows, ["trained with", "test acc (mean ± std)", "s per model"]))
+    print(markdown_table(["trained with", "test acc (mean ± std)", "s per model"], rows))
     return 0

@@ -13,10 +13,10 @@ from typing import Any
 from tqdm import tqdm
 
 from envs.layers import Architecture
+from metaqnn.markdown import markdown_table
 from metaqnn.rewards import RewardSpec, build_reward
 from metaqnn.schedule import EpsilonSchedule
 from metaqnn.store import ModelRecord, SearchStore
-from metaqnn.tb import markdown_table
 
 COLUMNS = [
     "rank",
@@ -155,13 +155,13 @@ def write_report(store: SearchStore, out_dir: str | os.PathLike[str], *, top: in
         f"{len(models)} of {schedule.total} unique models ({failed} failed); reward "
         f"`{config['reward']['name']}` on `{config['reward']['dataset']}`.",
         "",
-        markdown_table([[_fmt(r[c]) for c in COLUMNS] for r in rows], COLUMNS),
+        markdown_table(COLUMNS, [[_fmt(r[c]) for c in COLUMNS] for r in rows]),
         "",
         "Mean reward per epsilon stage:",
         "",
         markdown_table(
-            [[f"{e:g}", n, f"{m:.4f}"] for e, n, m in stage_means(models)],
             ["epsilon", "models", "mean reward"],
+            [[f"{e:g}", n, f"{m:.4f}"] for e, n, m in stage_means(models)],
         ),
     ]
     (out / "top.md").write_text("\n".join(lines) + "\n")

@@ -9,16 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from torch.utils.tensorboard import SummaryWriter
 
+from metaqnn.markdown import markdown_table
+
 if TYPE_CHECKING:
     from metaqnn.search import Search
     from metaqnn.store import ModelRecord
-
-
-def markdown_table(rows: list[list[Any]], header: list[str]) -> str:
-    """A markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -51,7 +46,7 @@ class SearchLogger:
         params = _flatten(config)
         self.writer.add_text(
             "hyperparameters",
-            markdown_table([[k, f"`{v}`"] for k, v in sorted(params.items())], ["param", "value"]),
+            markdown_table(["param", "value"], [[k, f"`{v}`"] for k, v in sorted(params.items())]),
         )
 
     def log(self, record: ModelRecord, search: Search) -> None:
@@ -83,7 +78,7 @@ class SearchLogger:
         ]
         self.writer.add_text(
             "search/top10",
-            markdown_table(rows, ["rank", "reward", "architecture", "eps", "#"]),
+            markdown_table(["rank", "reward", "architecture", "eps", "#"], rows),
             step,
         )
 

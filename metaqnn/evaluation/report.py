@@ -5,7 +5,6 @@ TensorBoard scalars under ``eval/``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +13,7 @@ import torch
 from metaqnn.evaluation.attacks import ATTACKS
 from metaqnn.evaluation.corruptions import SEVERITIES
 from metaqnn.evaluation.robustness import RobustnessReport
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub-markdown table, columns padded for reading in a terminal."""
-    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-             for row in cells]  # fmt: skip
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
+from metaqnn.markdown import markdown_table
 
 
 def _pct(value: float) -> str:
