@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -275,8 +275,3 @@ class SearchStore:
                     _now(),
                 ),
             )
-
-
-def as_dict(record: ModelRecord) -> dict[str, Any]:
-    """A record as a plain dict."""
-    return asdict(record)

@@ -288,9 +288,16 @@ def test_repeated_kill_9_loses_nothing_and_evaluates_nothing_twice(tmp_path, sha
     assert state == straight_state
 
 
-def test_outcome_is_plain_data():
-    o = Outcome("[SM(10)]", "ok", {"reward": 0.5}, "", "host:1")
-    assert o.result["reward"] == 0.5
+def test_outcomes_and_specs_cross_process_boundaries():
+    """What workers receive and send back survives pickling (spawned processes, Ray)."""
+    import pickle
+
+    result = FakeReward().evaluate("[SM(10)]")
+    o = Outcome("[SM(10)]", "ok", result.__dict__, "", "host:1")
+    back = pickle.loads(pickle.dumps(o))
+    assert back == o and back.result["reward"] == result.reward
+    spec = RewardSpec(name="gtn", gtn_checkpoint="runs/x")
+    assert pickle.loads(pickle.dumps(spec)) == spec
 
 
 @pytest.mark.slow
