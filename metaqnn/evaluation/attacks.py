@@ -66,6 +66,13 @@ class AttackConfig:
             raise ConfigError(f"beta={self.beta!r}: expected a positive number")
 
 
+def _kurakin_schedule(config: AttackConfig) -> tuple[int, float]:
+    """(iterations, step) of Kurakin's iterative methods, unless the config sets them."""
+    steps = config.steps if config.steps is not None else kurakin_steps(config.epsilon)
+    alpha = config.step_size if config.step_size is not None else PIXEL_LEVEL
+    return steps, alpha
+
+
 def kurakin_steps(epsilon: float) -> int:
     """Kurakin's iteration count ``floor(min(eps + 4, 1.25 eps))`` with eps in levels of 255;
     at least one iteration for a positive epsilon, none for zero."""
@@ -169,8 +176,7 @@ def basic_iterative(
 ) -> torch.Tensor:
     """Kurakin's basic iterative method: ``X_{n+1} = Clip_{X,eps}(X_n + alpha sign(grad J(X_n,
     y_true)))`` from ``X_0 = X``."""
-    steps = config.steps if config.steps is not None else kurakin_steps(config.epsilon)
-    alpha = config.step_size if config.step_size is not None else PIXEL_LEVEL
+    steps, alpha = _kurakin_schedule(config)
     if config.epsilon == 0:
         return pixels.clone()
     return _iterate_sign(model, pixels, pixels, labels, epsilon=config.epsilon, alpha=alpha,
@@ -186,8 +192,7 @@ def least_likely(
 ) -> torch.Tensor:
     """Kurakin's iterative least-likely-class method: ``X_{n+1} = Clip_{X,eps}(X_n - alpha
     sign(grad J(X_n, y_LL)))`` with ``y_LL`` the least likely class of the clean image."""
-    steps = config.steps if config.steps is not None else kurakin_steps(config.epsilon)
-    alpha = config.step_size if config.step_size is not None else PIXEL_LEVEL
+    steps, alpha = _kurakin_schedule(config)
     if config.epsilon == 0:
         return pixels.clone()
     target = least_likely_class(model, pixels)  # (N,)
