@@ -301,7 +301,7 @@ class Search:
                 repeats += 1
             elif arch in self.in_flight:  # sampled again while it trains: not twice
                 repeats += 1
-                if self.in_flight and repeats >= 100:
+                if repeats >= 100:
                     return  # let results arrive first
             else:
                 repeats = 0

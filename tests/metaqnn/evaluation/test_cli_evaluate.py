@@ -3,17 +3,7 @@ import json
 import pytest
 
 from metaqnn.cli import build_parser, main
-
-
-def _one_line_error(capsys, *argv, contains=()):
-    code = main(list(argv))
-    _, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("metaqnn: error: "), err
-    for text in contains:
-        assert text in lines[0]
-    return lines[0]
+from tests.metaqnn.test_cli import _one_line_error
 
 
 def test_subcommands_have_help():
