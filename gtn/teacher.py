@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -12,6 +13,7 @@ from torch import nn
 from gtn.curriculum import build_curriculum
 from gtn.generator import Generator, GeneratorConfig
 from gtn.inner_loop import BatchFn, LearnedSGD, UnrollResult, model_params, unroll
+from gtn.population import stack_learners, unroll_population, unstack_into
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,28 @@ class SyntheticTeacher(nn.Module, abc.ABC):
             for name, param in learner.named_parameters():
                 param.copy_(result.params[name])
         return learner
+
+    def teach_many(
+        self,
+        learners: Sequence[nn.Module],
+        steps: int | None = None,
+        *,
+        seed: int = 0,
+        batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> Sequence[nn.Module]:
+        """:meth:`teach` for several initialisations of one architecture at once: one
+        ``vmap``-ed step trains them all (see :mod:`gtn.population`). Every learner sees the
+        same batches (those of ``seed``, or ``batches``); each ends as :meth:`teach` would
+        leave it, up to floating-point summation order."""
+        steps = steps or self.config.inner_steps
+        if batches is None:
+            batches = self.materialize(steps, seed=seed)
+        if len(batches) < steps:
+            raise ValueError(f"{len(batches)} materialized batches for {steps} steps")
+        params, buffers = stack_learners(learners)
+        params = unroll_population(learners[0], params, buffers, batches, self.schedule, steps)
+        unstack_into(learners, params)
+        return learners
 
 
 class GTNTeacher(SyntheticTeacher):

@@ -16,8 +16,10 @@ from envs.layers import Architecture
 from envs.space import SearchSpace
 from gtn.distill import DistillConfig
 from gtn.generator import GeneratorConfig
+from gtn.population import evaluate_population, stack_learners
 from gtn.teacher import GTNTeacher, TeacherConfig
 from metaqnn.data import Dataset, Split
+from metaqnn.errors import ConfigError
 from metaqnn.nets import NetConfig, build_model, count_flops, count_parameters
 from metaqnn.rewards import RewardResult
 from metaqnn.training import evaluate
@@ -58,9 +60,13 @@ def teacher_config(dataset: Dataset, **overrides: object) -> TeacherConfig:
     }
     rest = {k: v for k, v in overrides.items() if not k.startswith("generator_")}
     generator = GeneratorConfig(
-        channels=channels, image_size=size, num_classes=dataset.spec.num_classes,
-        low=low, high=high, **gen_fields,
-    )  # fmt: skip
+        channels=channels,
+        image_size=size,
+        num_classes=dataset.spec.num_classes,
+        low=low,
+        high=high,
+        **gen_fields,
+    )
     return TeacherConfig(generator=generator, **rest)
 
 
@@ -68,8 +74,14 @@ def distill_config(dataset: Dataset, **overrides: object) -> DistillConfig:
     """A :class:`DistillConfig` (Dataset Distillation) shaped by ``dataset``."""
     channels, size, _ = dataset.spec.input_shape
     low, high = pixel_range(dataset)
-    return DistillConfig(channels=channels, image_size=size, num_classes=dataset.spec.num_classes,
-                         low=low, high=high, **overrides)  # fmt: skip
+    return DistillConfig(
+        channels=channels,
+        image_size=size,
+        num_classes=dataset.spec.num_classes,
+        low=low,
+        high=high,
+        **overrides,
+    )
 
 
 def _builder(
@@ -80,8 +92,14 @@ def _builder(
 
     def build(arch: Architecture, seed: int) -> nn.Module:
         gen = torch.Generator().manual_seed(seed)
-        return build_model(arch, in_channels=channels, input_size=size, config=net_config,
-                           device=device, generator=gen)  # fmt: skip
+        return build_model(
+            arch,
+            in_channels=channels,
+            input_size=size,
+            config=net_config,
+            device=device,
+            generator=gen,
+        )
 
     return build
 
@@ -120,6 +138,12 @@ class GTNReward:
         net_config: How architectures become learners.
         seed: Seed of the learner's initialisation and of the curriculum's noise.
         device: Where to train.
+        seeds: Initialisations per architecture (seeds ``seed``, ``seed + 1``, ...); the reward
+            is their mean accuracy (a less noisy reward).
+        vectorize: Teach the ``seeds`` initialisations at once with ``torch.func.vmap`` (see
+            :mod:`gtn.population`) instead of one after another. Default: on a GPU only (on
+            a CPU it measured no faster: 5 seeds of a small MNIST learner, 32 steps, 1
+            thread, 4.8-9.9 s vmap-ed against 4.4-6.4 s one by one).
     """
 
     def __init__(
@@ -132,7 +156,13 @@ class GTNReward:
         net_config: NetConfig = GTN_LEARNER,
         seed: int = 0,
         device: torch.device | str = "cpu",
+        seeds: int = 1,
+        vectorize: bool | None = None,
     ) -> None:
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise ConfigError(f"GTNReward seeds={seeds!r}: must be an integer >= 1")
+        self.seeds = seeds
+        self.vectorize = torch.device(device).type == "cuda" if vectorize is None else vectorize
         self.teacher, self.dataset = teacher, dataset
         self.steps = steps or teacher.config.inner_steps
         val = dataset.val if len(dataset.val) else dataset.test
@@ -146,24 +176,40 @@ class GTNReward:
         """Teach a fresh learner of ``architecture`` and score it on the validation subset."""
         start = time.perf_counter()
         channels, size, _ = self.dataset.spec.input_shape
-        learner = fixed_learner_factory(architecture, self.dataset, self.net_config, self.device)(
-            self.seed
-        )
-        self.teacher.teach(learner, self.steps, batches=self.batches)
-        result = evaluate(learner, self.val, batch_size=1000)
-        ok = np.isfinite(result.loss)
+        factory = fixed_learner_factory(architecture, self.dataset, self.net_config, self.device)
+        learners = [factory(self.seed + i) for i in range(self.seeds)]
+        accuracy, loss = self._teach_and_score(learners)
+        ok = np.isfinite(loss)
+        learner = learners[0]
         return RewardResult(
             architecture=str(architecture),
-            reward=result.accuracy if ok else 1.0 / self.dataset.spec.num_classes,
+            reward=accuracy if ok else 1.0 / self.dataset.spec.num_classes,
             status="ok" if ok else "diverged",
             reason="" if ok else "non-finite validation loss after GTN training",
-            val_accuracy=result.accuracy,
+            val_accuracy=accuracy,
             test_accuracy=None,
             parameters=count_parameters(learner),
             flops=count_flops(architecture, in_channels=channels, input_size=size),
             steps=self.steps,
             restarts=0,
             wall_time_s=time.perf_counter() - start,
+        )
+
+    def _teach_and_score(self, learners: list[nn.Module]) -> tuple[float, float]:
+        """Mean validation accuracy and loss of ``learners`` after teaching (one host sync)."""
+        if len(learners) > 1 and self.vectorize:
+            self.teacher.teach_many(learners, self.steps, batches=self.batches)
+            params, buffers = stack_learners(learners)
+            acc, loss = evaluate_population(learners[0], params, buffers, self.val.x, self.val.y)
+            acc_mean, loss_mean = torch.stack([acc.mean(), loss.mean()]).tolist()
+            return acc_mean, loss_mean
+        results = []
+        for learner in learners:
+            self.teacher.teach(learner, self.steps, batches=self.batches)
+            results.append(evaluate(learner, self.val, batch_size=1000))
+        return (
+            float(np.mean([r.accuracy for r in results])),
+            float(np.mean([r.loss for r in results])),
         )
 
     def __call__(self, architecture: Architecture) -> float:

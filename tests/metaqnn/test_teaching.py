@@ -83,3 +83,21 @@ def test_materialized_batches_teach_exactly_like_generating_them(digits, curricu
     assert differs == (curriculum == "none")  # the full curriculum's inputs are learned, fixed
     with pytest.raises(ValueError, match="2 materialized batches for 3 steps"):
         teacher.teach(factory(0), batches=teacher.materialize(2, seed=5))
+
+
+def test_gtn_reward_over_seeds_vectorized_equals_sequential(digits):
+    teacher = _tiny_teacher(digits)
+    arch = Architecture.parse("[C(8,3,1), P(2,2), FC(16), SM(10)]")
+    fast = GTNReward(teacher, digits, seed=3, seeds=3, vectorize=True).evaluate(arch)
+    slow = GTNReward(teacher, digits, seed=3, seeds=3, vectorize=False).evaluate(arch)
+    one = GTNReward(teacher, digits, seed=3).evaluate(arch)
+    assert fast.reward == pytest.approx(slow.reward, abs=1e-6)
+    assert fast.status == "ok" and 0.0 <= fast.reward <= 1.0
+    singles = [GTNReward(teacher, digits, seed=s).evaluate(arch).reward for s in (3, 4, 5)]
+    assert one.reward == singles[0]
+    assert fast.reward == pytest.approx(sum(singles) / 3, abs=1e-6)
+
+
+def test_gtn_reward_rejects_a_bad_seed_count(digits):
+    with pytest.raises(ValueError, match="seeds=0"):
+        GTNReward(_tiny_teacher(digits), digits, seeds=0)
