@@ -37,6 +37,8 @@ def _benches(args: argparse.Namespace) -> dict[str, list[str]]:
                        *(["--gtn-checkpoint", args.gtn_checkpoint] if args.gtn_checkpoint
                          else ["--reward", "real", "--epochs", "1"]),
                        "--width-divisor", "16", "--models", "6" if quick else "30"],
+        "gpu": ["gpu_path.py", "--dataset", "mnist", *root, *ckpt, "--device", args.device,
+                "--rewards", "2" if quick else "10", "--outer-steps", "2" if quick else "10"],
     }  # fmt: skip
 
 
@@ -44,7 +46,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default=None)
     p.add_argument("--gtn-checkpoint", default=None, help="a meta-trained MNIST GTN run")
-    p.add_argument("--only", default=None, help="comma list of: cost, floor, meta, throughput")
+    p.add_argument("--only", default=None,
+                   help="comma list of: cost, floor, meta, throughput, gpu")  # fmt: skip
+    p.add_argument("--device", default="cpu", help="device of the gpu benchmark (fast paths)")
     p.add_argument("--quick", action="store_true", help="fewer repeats and sizes")
     p.add_argument("--out", default=str(HERE / "RESULTS.md"))
     args = p.parse_args()
@@ -55,7 +59,7 @@ def main() -> None:
         p.error(f"unknown benchmarks {unknown}; choose from {sorted(benches)}")
     from metaqnn.runinfo import run_metadata
 
-    meta = run_metadata("cpu")
+    meta = run_metadata(args.device)
     sections = [
         "# Benchmarks", "",
         f"Written by `python -m bench {' '.join(sys.argv[1:])}` on "

@@ -101,3 +101,15 @@ def test_gtn_reward_over_seeds_vectorized_equals_sequential(digits):
 def test_gtn_reward_rejects_a_bad_seed_count(digits):
     with pytest.raises(ValueError, match="seeds=0"):
         GTNReward(_tiny_teacher(digits), digits, seeds=0)
+
+
+def test_gtn_reward_fast_paths_keep_the_reward(digits):
+    teacher = _tiny_teacher(digits)
+    arch = Architecture.parse("[C(8,3,1), P(2,2), FC(16), SM(10)]")
+    plain = GTNReward(teacher, digits, seed=2).evaluate(arch).reward
+    nhwc = GTNReward(teacher, digits, seed=2, channels_last=True).evaluate(arch).reward
+    bf16 = GTNReward(teacher, digits, seed=2, precision="bf16").evaluate(arch)
+    assert nhwc == pytest.approx(plain, abs=1e-6)
+    assert bf16.status == "ok" and bf16.reward == pytest.approx(plain, abs=0.05)
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        GTNReward(teacher, digits, precision="fp8")
