@@ -27,6 +27,17 @@ def configure_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gtn-checkpoint", default=None, help="a `metaqnn gtn train` run folder")
     p.add_argument("--gtn-steps", type=int, default=None, help="GTN steps (default: all)")
     p.add_argument(
+        "--gtn-seeds",
+        type=int,
+        default=1,
+        help="GTN: initialisations per architecture, the reward is their mean (taught at "
+        "once with vmap on a GPU)",
+    )
+    p.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16"], help="GTN: bf16 autocast"
+    )
+    p.add_argument("--channels-last", action="store_true", help="GTN: channels-last tensors")
+    p.add_argument(
         "--score-size",
         type=int,
         default=1000,
@@ -77,8 +88,8 @@ def _config(args: argparse.Namespace):
             "--reward gtn needs --gtn-checkpoint RUN_DIR (make one with `metaqnn "
             "gtn train`), or use --reward real"
         )
-    for name in ("epochs", "workers", "replay", "score_size"):
-        if getattr(args, name) < (1 if name in ("epochs", "workers") else 0):
+    for name in ("epochs", "workers", "replay", "score_size", "gtn_seeds"):
+        if getattr(args, name) < (1 if name in ("epochs", "workers", "gtn_seeds") else 0):
             raise ConfigError(f"--{name.replace('_', '-')}={getattr(args, name)} is out of range")
     backend = args.backend or (
         "ray" if args.address else "inline" if args.workers == 1 else "process"
@@ -94,6 +105,9 @@ def _config(args: argparse.Namespace):
         epochs=args.epochs,
         gtn_checkpoint=args.gtn_checkpoint,
         gtn_steps=args.gtn_steps,
+        gtn_seeds=args.gtn_seeds,
+        precision=args.precision,
+        channels_last=args.channels_last,
     )
     return SearchConfig(
         reward=spec,

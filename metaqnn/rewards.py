@@ -142,6 +142,12 @@ class RewardSpec:
     """GTN: a meta-training run folder or checkpoint."""
     gtn_steps: int | None = None
     """GTN: inner steps (None: all the teacher learned)."""
+    gtn_seeds: int = 1
+    """GTN: initialisations per architecture; the reward is their mean accuracy."""
+    precision: str = "fp32"
+    """GTN: ``fp32`` or ``bf16`` autocast of the learner's passes."""
+    channels_last: bool = False
+    """GTN: channels-last memory format."""
     measure_test: bool = False
     """Real data: also measure test accuracy (reported, never the reward)."""
 
@@ -192,6 +198,9 @@ def _build_gtn(spec: RewardSpec):
         val_size=spec.score_size,
         seed=spec.seed,
         device=spec.device,
+        seeds=spec.gtn_seeds,
+        precision=spec.precision,
+        channels_last=spec.channels_last,
         **({"net_config": net} if net else {}),
     )
 

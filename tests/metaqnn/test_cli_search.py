@@ -11,7 +11,7 @@ def test_gtn_search_report_and_resume(capsys, tmp_path):
     )
     code, out, _ = _run(capsys, "search", "--reward", "gtn", "--gtn-checkpoint", str(gtn),
                         "--schedule", "1.0:4,0.5:3", "--max-models", "4", "--score-size", "100",
-                        "--logdir", str(run), "--no-progress")  # fmt: skip
+                        "--gtn-seeds", "2", "--logdir", str(run), "--no-progress")  # fmt: skip
     assert code == 0, out
     assert (
         "4 new models" in out
@@ -21,6 +21,7 @@ def test_gtn_search_report_and_resume(capsys, tmp_path):
     code, out, _ = _run(capsys, "search", "--resume", str(run), "--no-progress")
     assert code == 0 and "3 new models" in out and "7 of 7" in out
     store = SearchStore.open(run)
+    assert store.config["reward"]["gtn_seeds"] == 2  # kept across the resume
     models = store.models()
     assert len(models) == 7 == len({m.architecture for m in models})
     assert all(m.status == "ok" and 0 <= m.reward <= 1 for m in models)
@@ -47,3 +48,5 @@ def test_search_errors_are_one_line(capsys, tmp_path):
                     str(tmp_path / "nope"), "--logdir", str(tmp_path / "c"),
                     contains=("nope",))  # fmt: skip
     _one_line_error(capsys, "report", str(tmp_path / "nothing"), contains=("no search store",))
+    _one_line_error(capsys, "search", "--reward", "real", "--gtn-seeds", "0",
+                    "--logdir", str(tmp_path / "d"), contains=("--gtn-seeds=0",))  # fmt: skip
