@@ -1,0 +1,41 @@
+"""The curriculum ablation's config and the fairness of its budget (the run itself is covered by
+the quick-mode smoke test)."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments.curricula import PAPER_ORDER, Config, train_args
+from experiments.harness import CONFIG_DIR, load_config
+from gtn.curriculum import CURRICULA
+from metaqnn.errors import ConfigError
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_config_file_loads_and_names_every_curriculum(quick):
+    config = load_config(Config, CONFIG_DIR / "curricula.toml", quick=quick)
+    assert set(config.curricula) == set(CURRICULA) == set(PAPER_ORDER)
+    assert max(config.steps) <= config.inner_steps
+
+
+def test_every_curriculum_gets_the_same_budget():
+    config = Config()
+    args = {c: train_args(config, c) for c in config.curricula}
+    for c, a in args.items():
+        i = a.index("--curriculum")
+        assert a[i + 1] == c
+        assert a[:i] + a[i + 2 :] == args["full"][:i] + args["full"][i + 2 :]
+    assert "--outer-lr" in args["none"] and str(config.outer_lr) in args["none"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ('curricula=["full", "backwards"]', "curricula=\\['full', 'backwards'\\]"),
+        ("steps=[0, 4]", "counts must be >= 1"),
+        ("outer_steps=0", "outer_steps=0"),
+    ],
+)
+def test_bad_config_is_a_clear_error(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(Config, CONFIG_DIR / "curricula.toml", overrides=[override])
