@@ -423,6 +423,20 @@ def _run_gtn(args: argparse.Namespace) -> int:
     return runs[args.gtn_command](args)
 
 
+def _configure_lopt(p: argparse.ArgumentParser) -> None:
+    from metaqnn import cli_lopt
+
+    sub = p.add_subparsers(dest="lopt_command", required=True, metavar="WHAT")
+    for name, (configure, help_text) in cli_lopt.SUBCOMMANDS.items():
+        configure(sub.add_parser(name, help=help_text, description=help_text))
+
+
+def _run_lopt(args: argparse.Namespace) -> int:
+    from metaqnn import cli_lopt
+
+    return cli_lopt.RUNS[args.lopt_command](args)
+
+
 def _configure_search(p: argparse.ArgumentParser) -> None:
     from metaqnn import cli_search
 
@@ -467,6 +481,11 @@ COMMANDS: dict[str, Command] = {
     ),
     "evaluate": Command("evaluate a checkpoint", _configure_evaluate, _run_evaluate),
     "gtn": Command("Generative Teaching Networks: train, sample, eval", _configure_gtn, _run_gtn),
+    "lopt": Command(
+        "learned optimizer for robustness (Metz et al. 2019): train, eval",
+        _configure_lopt,
+        _run_lopt,
+    ),
     "validate": Command(
         "check an architecture against a search space", _configure_validate, _run_validate
     ),
