@@ -196,6 +196,17 @@ def _curves(runs: list[AgentRun], budget: int, window: int) -> tuple[np.ndarray,
     return best, roll
 
 
+def _row(run: AgentRun, top: int) -> dict[str, Any]:
+    """A run for ``results.json``: its counts, rewards in order (4 decimals) and its ``top``
+    best architectures (the full record stays in the scratch folder's memo)."""
+    row = run.to_dict()
+    order = np.argsort(run.rewards, kind="stable")[::-1][:top]
+    row["best_architectures"] = [[run.architectures[i], run.rewards[i]] for i in order]
+    row["rewards"] = [round(v, 4) for v in run.rewards]
+    del row["architectures"]
+    return row
+
+
 def _figure(by_agent: dict[str, list[AgentRun]], config: Config, budget: int, path: Path) -> None:
     import matplotlib
 
@@ -282,7 +293,7 @@ def run(config: Config, ctx: Context) -> Outcome:
             "reward_s_per_model_mean": float(np.mean(cost)) if cost else 0.0,
             "reward_s_total": float(np.sum(cost)),
         },
-        rows=[r.to_dict() for runs in by_agent.values() for r in runs],
+        rows=[_row(r, config.top) for runs in by_agent.values() for r in runs],
     )
 
 
@@ -327,6 +338,12 @@ def _markdown(
     for name, runs in by_agent.items():
         means = _stage_means(runs, schedule)
         stage_rows.append([name, *(f"{v:.3f}" for v in means), f"{means[-1] - means[0]:+.3f}"])
+    best_rows = []
+    for name, runs in by_agent.items():
+        found = [(v, a) for r in runs for a, v in zip(r.architectures, r.rewards, strict=True)]
+        if found:
+            v, a = max(found, key=lambda t: t[0])
+            best_rows.append([name, f"{v:.4f}", f"`{a}`"])
     cost = [r.wall_time_s for r in cache.results.values()]
     q_delta = "not run"
     if "qlearning" in by_agent:
@@ -369,6 +386,10 @@ Mean reward of the i-th unique models, grouped by the epsilon stage Q-learning s
 (stage epsilon and model count; every agent's models in the same index ranges):
 
 {markdown_table(stage_header, stage_rows)}
+
+Best architecture of each agent over all its seeds (first found among equals):
+
+{markdown_table(["agent", "reward", "architecture"], best_rows)}
 
 Reference (`../shared/RESEARCH.md`, `experiments/RESULTS.md`): MetaQNN trained 2,700 models
 per search (20 epochs of real data each) and reports that the mean accuracy of the sampled
