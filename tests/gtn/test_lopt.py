@@ -256,3 +256,28 @@ def test_adam_start_descends_and_unknown_start_is_refused():
         init_theta(config, kind="sgd")
     with pytest.raises(ValueError, match="theta_init='sgd'"):
         ESConfig(theta_init="sgd")
+
+
+def test_antithetic_estimate_descends_a_linear_meta_loss(monkeypatch):
+    """With a meta-loss linear in theta, L = <c, theta>, the antithetic estimate is an unbiased
+    estimate of c: with many pairs Adam's first step has the sign of -c almost everywhere."""
+    small = LOptConfig(hidden=4, time_scales=(1.0,))  # 74 weights
+    trainer = ESTrainer(_task(), _es(pairs=3000, sigma=0.1, max_loss=1e9), small)
+    c = {k: torch.randn(v.shape, generator=torch.Generator().manual_seed(5)) for k, v in
+         trainer.theta.items()}  # fmt: skip
+
+    def linear(thetas, inner, count, gen):
+        size = next(iter(thetas.values())).shape[0]
+        losses = sum((thetas[k] * c[k]).flatten(1).sum(1) for k in thetas)  # (size,)
+        stack = lambda d: {k: v.expand(size, *v.shape) for k, v in d.items()}  # noqa: E731
+        return losses, stack(inner.params), stack(inner.state)
+
+    monkeypatch.setattr(trainer, "population_losses", linear)
+    before = {k: v.detach().clone() for k, v in trainer.theta.items()}
+    trainer.outer_step()
+    agree = total = 0
+    for k in c:
+        step = trainer.theta[k].detach() - before[k]
+        agree += int((torch.sign(step) == -torch.sign(c[k])).sum())
+        total += c[k].numel()
+    assert agree / total > 0.9
