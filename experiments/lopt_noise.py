@@ -66,6 +66,8 @@ class Config:
     """Adam learning rate on the optimizer's weights."""
     truncation: int = 20
     """Inner steps per ES step."""
+    log_loss: bool = True
+    """ES on the log of the meta-loss (False: on the loss itself)."""
     inner_steps: int = 200
     """Inner steps of one training run (the horizon meta-trained for)."""
     batch_size: int = 64
@@ -104,6 +106,7 @@ def _meta_train(config: Config, ctx: Context, data: Any) -> dict[str, Any]:
     es = ESConfig(
         outer_steps=config.outer_steps, pairs=config.pairs, sigma=config.sigma,
         outer_lr=config.outer_lr, truncation=config.truncation, inner_steps=config.inner_steps,
+        log_loss=config.log_loss,
         batch_size=config.batch_size, val_batch=config.val_batch, theta_init=config.theta_init,
         seed=config.seed, checkpoint_every=25,
     )  # fmt: skip
@@ -227,7 +230,8 @@ def run(config: Config, ctx: Context) -> Outcome:
         "Scaling: the paper meta-trains on 32x32 images with a 32-32-64-64 CNN for thousands of "
         f"ES steps; here {config.dataset} (8x8), channels {list(config.channels)}, "
         f"{state['step']} ES steps of {config.pairs} antithetic pairs over truncations of "
-        f"{config.truncation} inner steps, inner runs of {config.inner_steps} steps of "
+        f"{config.truncation} inner steps (ES on the {'log of the ' if config.log_loss else ''}"
+        "meta-loss), inner runs of {config.inner_steps} steps of "
         f"{config.batch_size}, step_mult {config.step_mult:g} (paper 0.001), theta started "
         f"'{config.theta_init}'. Meta-training took {meta_s:.0f} s of step time "
         f"({len(history)} steps, {sum(r['diverged'] for r in history)} diverged unrolls); "

@@ -64,6 +64,11 @@ class ESConfig:
     """Corrupted validation images scoring each unroll."""
     max_loss: float = 10.0
     """Meta-losses are clipped to this (a diverged or NaN unroll scores this)."""
+    log_loss: bool = True
+    """Estimate the gradient of the log of the meta-loss (relative changes). Truncations early
+    in an inner run have losses several times larger than late ones (digits: about 1.9 after 20
+    steps, 0.25 after 200); on the raw loss their differences dominate the estimate, so ES
+    mostly tunes the start of a run."""
     theta_init: str = "random"
     """How ``theta`` starts (a key of ``gtn.lopt.THETA_INITS``) when none is given."""
     vmap: bool = True
@@ -321,7 +326,8 @@ class ESTrainer:
             losses, params, states = self.population_losses(thetas, inner, count, gen)
         finite = torch.isfinite(losses) & (losses <= config.max_loss)
         clipped = torch.where(finite, losses, torch.full_like(losses, config.max_loss))
-        plus, minus = clipped[1 : 1 + config.pairs], clipped[1 + config.pairs :]
+        fitness = clipped.clamp_min(1e-8).log() if config.log_loss else clipped
+        plus, minus = fitness[1 : 1 + config.pairs], fitness[1 + config.pairs :]
         weight = (plus - minus) / (2 * config.sigma * config.pairs)  # (pairs,)
         norm_sq = 0.0
         for k, p in self.theta.items():

@@ -100,6 +100,8 @@ def configure_train(p: argparse.ArgumentParser) -> None:
                    help="scale of the direction output (paper 0.001)")  # fmt: skip
     p.add_argument("--theta-init", default="adam", choices=sorted(THETA_INITS),
                    help="random: the paper's start; adam: a normalised Adam step")  # fmt: skip
+    p.add_argument("--raw-loss", action="store_true",
+                   help="ES on the meta-loss itself instead of its log")  # fmt: skip
     p.add_argument("--no-vmap", action="store_true", help="unroll members one by one")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this")
     p.add_argument("--checkpoint-every", type=int, default=25)
@@ -132,6 +134,7 @@ def run_train(args: argparse.Namespace) -> int:
             pairs=args.pairs, sigma=args.sigma, outer_lr=args.outer_lr,
             truncation=args.truncation, inner_steps=args.inner_steps,
             batch_size=args.batch_size, val_batch=args.val_batch, theta_init=args.theta_init,
+            log_loss=not args.raw_loss,
             vmap=not args.no_vmap, seed=args.seed, checkpoint_every=args.checkpoint_every,
         )  # fmt: skip
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
