@@ -85,7 +85,7 @@ class Config:
     """Epochs of the real-data retraining (MetaQNN: 20)."""
     retrain_decay_epochs: int = 1
     """Epochs between the x0.2 learning-rate decays (MetaQNN: 5 of 20)."""
-    retrain_train_size: int = 6400
+    retrain_train_size: int = 19200
     """Training images of the retraining (the first of the shuffled training split); 0: all."""
     retrain_val_size: int = 1000
     """Validation images scored after each epoch (the first ones: those the GTN scored)."""

@@ -51,7 +51,7 @@ class Config:
     """Epochs of training on the target (MetaQNN: 20)."""
     decay_epochs: int = 1
     """Epochs between the x0.2 learning-rate decays (MetaQNN: 5 of 20)."""
-    train_size: int = 6400
+    train_size: int = 9600
     """Training images of the target (the first of its shuffled training split); 0: all."""
     val_size: int = 1000
     """Validation images scored after each epoch."""
