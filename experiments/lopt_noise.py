@@ -56,13 +56,13 @@ class Config:
     """Scale of the optimizer's direction output (the paper's 0.001)."""
     theta_init: str = "adam"
     """Start of the optimizer's weights: ``random`` (the paper's) or ``adam``."""
-    outer_steps: int = 1000
+    outer_steps: int = 700
     """ES steps."""
-    pairs: int = 4
+    pairs: int = 8
     """Antithetic pairs per ES step."""
     sigma: float = 0.01
     """Perturbation standard deviation."""
-    outer_lr: float = 0.003
+    outer_lr: float = 0.001
     """Adam learning rate on the optimizer's weights."""
     truncation: int = 20
     """Inner steps per ES step."""
@@ -131,7 +131,7 @@ def _meta_train(config: Config, ctx: Context, data: Any) -> dict[str, Any]:
 def _comparison(config: Config, steps: int) -> ComparisonConfig:
     return ComparisonConfig(
         steps=steps, batch_size=config.batch_size, noise=config.noise, adam_lrs=config.adam_lrs,
-        tune_seeds=tuple(range(100, 100 + config.tune_seeds)),
+        tune_seeds=tuple(range(100, 100 + config.tune_seeds)), curve_every=config.truncation,
         eval_seeds=tuple(range(config.eval_seeds)), test_noise=config.test_noise,
         corruptions=config.corruptions,
     )  # fmt: skip
@@ -231,7 +231,7 @@ def run(config: Config, ctx: Context) -> Outcome:
         f"ES steps; here {config.dataset} (8x8), channels {list(config.channels)}, "
         f"{state['step']} ES steps of {config.pairs} antithetic pairs over truncations of "
         f"{config.truncation} inner steps (ES on the {'log of the ' if config.log_loss else ''}"
-        "meta-loss), inner runs of {config.inner_steps} steps of "
+        f"meta-loss), inner runs of {config.inner_steps} steps of "
         f"{config.batch_size}, step_mult {config.step_mult:g} (paper 0.001), theta started "
         f"'{config.theta_init}'. Meta-training took {meta_s:.0f} s of step time "
         f"({len(history)} steps, {sum(r['diverged'] for r in history)} diverged unrolls); "

@@ -112,6 +112,7 @@ def train_inner(
     batch_size: int,
     run_seed: int,
     corrupt: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    probe: Callable[[int], None] | None = None,
 ) -> list[float]:
     """Train ``model`` for ``steps`` steps on batches of ``train`` (the ES's sampler).
 
@@ -123,6 +124,7 @@ def train_inner(
         batch_size: Images per step.
         run_seed: Seeds the batch order (the same seed gives the same batches).
         corrupt: Applied to every training batch (noisy-data training), or None.
+        probe: Called with the number of steps taken after every step (measurements).
 
     Returns:
         The training loss of every step.
@@ -141,6 +143,8 @@ def train_inner(
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+        if probe is not None:
+            probe(t + 1)
     return losses
 
 
@@ -185,9 +189,12 @@ class ComparisonConfig:
     """Held-out corruptions (test-set accuracy, mean over severities 1 to 5)."""
     draws: int = 4
     """Noise draws per noisy-loss measurement."""
+    curve_every: int = 0
+    """Also measure the noisy validation loss every this many steps (one draw) and report its
+    mean over the run: the truncated ES objective (0: off)."""
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.draws < 1:
+        if self.steps < 1 or self.batch_size < 1 or self.draws < 1 or self.curve_every < 0:
             raise ConfigError(f"steps={self.steps}, batch_size={self.batch_size} and "
                               f"draws={self.draws} must be positive")  # fmt: skip
         if not self.adam_lrs or min(self.adam_lrs) <= 0:
@@ -287,11 +294,19 @@ def compare(
         rows = []
         for seed in config.eval_seeds:
             model = make_model(_model_seed(seed))
+            curve: list[float] = []
+
+            def probe(t: int, model: nn.Module = model, curve: list[float] = curve) -> None:
+                if config.curve_every and t % config.curve_every == 0:
+                    curve.append(noisy_loss(model, data.val, data, config.noise, draws=1, seed=t))
+
             losses = train_inner(model, make_optimizer, data.train, steps=config.steps,
                                  batch_size=config.batch_size, run_seed=seed,
-                                 corrupt=corrupt if noisy else None)  # fmt: skip
-            rows.append({"seed": seed, "final_train_loss": losses[-1],
-                         **measure(model, data, config)})  # fmt: skip
+                                 corrupt=corrupt if noisy else None, probe=probe)  # fmt: skip
+            row = {"seed": seed, "final_train_loss": losses[-1], **measure(model, data, config)}
+            if curve:
+                row["val_noisy_curve_mean"] = sum(curve) / len(curve)
+            rows.append(row)
         out[name] = rows
     return out
 
@@ -347,11 +362,13 @@ class RunEvaluation:
         }
         fmt = lambda v, d=4: f"{v[0]:.{d}f} ± {v[1]:.{d}f}"  # noqa: E731
         head = f"{len(c.eval_seeds)} models each, {c.steps} steps of {c.batch_size}"
+        curve = all("val_noisy_curve_mean" in s[n] for n in self.rows)
         lines = [
             f"Meta-objective: validation loss under pixel noise {c.noise:g} ({head}; mean ± std)",
             "",
             markdown_table(
-                ["optimizer", f"noisy val loss ({c.noise:g})", "clean val loss", "train loss"],
+                ["optimizer", f"noisy val loss ({c.noise:g})", "clean val loss", "train loss"]
+                + ([f"noisy val loss, mean every {c.curve_every} steps"] if curve else []),
                 [
                     [
                         label[n],
@@ -359,6 +376,7 @@ class RunEvaluation:
                         fmt(s[n]["val_clean_loss"]),
                         fmt(s[n]["final_train_loss"]),
                     ]
+                    + ([fmt(s[n]["val_noisy_curve_mean"])] if curve else [])
                     for n in self.rows
                 ],
             ),
