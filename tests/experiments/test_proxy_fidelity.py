@@ -83,6 +83,8 @@ def test_checkpoints_of_one_run_are_its_prefixes():
     assert [r["step"] for r in long] == [2, 9, 20]
     assert all(0 <= r["accuracy"] <= 1 for r in long)
     assert long[0]["train_s"] <= long[1]["train_s"] <= long[2]["train_s"]
+    assert long[0]["train_cpu_s"] <= long[1]["train_cpu_s"] <= long[2]["train_cpu_s"]
+    assert all(r["score_s"] >= 0 and r["score_cpu_s"] >= 0 for r in long)
     short = train_with_checkpoints(_model(), train, score, [9], **kwargs)
     assert short[0]["accuracy"] == long[1]["accuracy"]
     assert short[0]["loss"] == pytest.approx(long[1]["loss"], rel=1e-6)
