@@ -184,6 +184,19 @@ def _stage_means(runs: list[AgentRun], schedule: EpsilonSchedule) -> list[float]
     return out
 
 
+def _composition(runs: list[AgentRun], first: int) -> dict[str, float]:
+    """Mean layer count (softmax included), share with global average pooling and mean reward
+    of the first ``first`` unique models of each run and of the rest."""
+    out: dict[str, float] = {}
+    for part, pick in (("first", slice(0, first)), ("rest", slice(first, None))):
+        archs = [a for r in runs for a in r.architectures[pick]]
+        rewards = [v for r in runs for v in r.rewards[pick]]
+        out[f"{part}_layers"] = float(np.mean([len(a.split(", ")) for a in archs]))
+        out[f"{part}_gap_share"] = float(np.mean(["GAP" in a for a in archs]))
+        out[f"{part}_reward"] = float(np.mean(rewards))
+    return out
+
+
 def _curves(runs: list[AgentRun], budget: int, window: int) -> tuple[np.ndarray, np.ndarray]:
     """(seeds, budget) best-so-far and rolling mean, NaN past a run's last unique model."""
     best = np.full((len(runs), budget), np.nan)
@@ -224,10 +237,17 @@ def _figure(by_agent: dict[str, list[AgentRun]], config: Config, budget: int, pa
             mean, std = np.nanmean(roll, 0), np.nanstd(roll, 0)
             axes[1].plot(x, mean, label=name, color=line.get_color())
             axes[1].fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
-    axes[0].set(xlabel="unique models evaluated", ylabel="best reward so far",
-                title=f"best so far (median, min-max over {len(config.seeds)} seeds)")  # fmt: skip
+    title = f"best so far (median, min-max over {len(config.seeds)} seeds; zoomed)"
+    axes[0].set(xlabel="unique models evaluated", ylabel="best reward so far", title=title)
     axes[1].set(xlabel="unique models evaluated", ylabel=f"mean reward, last {config.window}",
                 title="rolling mean (mean ± std over seeds)")  # fmt: skip
+    tops = [np.nanmedian(_curves(r, budget, config.window)[0], 0) for r in by_agent.values()]
+    with np.errstate(all="ignore"):  # zoom on the top: the first few models span 0.1-0.9
+        low = np.nanmin([t[min(4, budget - 1) :].min() for t in tops])
+        high = np.nanmax([t.max() for t in tops])
+    if np.isfinite(low) and np.isfinite(high):
+        pad = max(0.005, 0.1 * (high - low))
+        axes[0].set_ylim(low - pad, high + pad)
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -288,6 +308,7 @@ def run(config: Config, ctx: Context) -> Outcome:
             "budget": budget,
             "agents": summaries,
             "stage_means": {a: _stage_means(r, schedule) for a, r in by_agent.items()},
+            "composition": {a: _composition(r, schedule.stages[0][1]) for a, r in by_agent.items()},
             "determinism": check,
             "unique_architectures_all_runs": len(cache),
             "reward_s_per_model_mean": float(np.mean(cost)) if cost else 0.0,
@@ -338,6 +359,18 @@ def _markdown(
     for name, runs in by_agent.items():
         means = _stage_means(runs, schedule)
         stage_rows.append([name, *(f"{v:.3f}" for v in means), f"{means[-1] - means[0]:+.3f}"])
+    first = schedule.stages[0][1]
+    comp_rows = []
+    for name, runs in by_agent.items():
+        c = _composition(runs, first)
+        comp_rows.append(
+            [
+                name,
+                f"{c['first_layers']:.2f} -> {c['rest_layers']:.2f}",
+                f"{c['first_gap_share']:.0%} -> {c['rest_gap_share']:.0%}",
+                f"{c['first_reward']:.3f} -> {c['rest_reward']:.3f}",
+            ]
+        )
     best_rows = []
     for name, runs in by_agent.items():
         found = [(v, a) for r in runs for a, v in zip(r.architectures, r.rewards, strict=True)]
@@ -387,6 +420,11 @@ Mean reward of the i-th unique models, grouped by the epsilon stage Q-learning s
 
 {markdown_table(stage_header, stage_rows)}
 
+What the agents build, first {first} unique models of each run -> the other
+{schedule.total - first} (Q-learning's epsilon-1.0 stage -> the rest):
+
+{markdown_table(["agent", "layers (SM included)", "share with GAP", "mean reward"], comp_rows)}
+
 Best architecture of each agent over all its seeds (first found among equals):
 
 {markdown_table(["agent", "reward", "architecture"], best_rows)}
@@ -395,8 +433,8 @@ Reference (`../shared/RESEARCH.md`, `experiments/RESULTS.md`): MetaQNN trained 2
 per search (20 epochs of real data each) and reports that the mean accuracy of the sampled
 models rises as epsilon falls (its Fig. 3); this project's MNIST search with the GTN reward
 (138 models, widths / 16) rose 17.2 points from epsilon 1.0 to 0.1. Here Q-learning's last
-stage is {q_delta} against its first; {seeds} seeds of {schedule.total} models (MetaQNN's
-schedule x {schedule.total / 2700:.3f}).
+stage is {q_delta} against its first; {seeds} seeds of {schedule.total} models
+({schedule.total} / 2,700 of MetaQNN's models per search).
 
 ![best so far and rolling mean]({figure.name})
 """

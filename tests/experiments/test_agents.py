@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from experiments.agents import Config, _curves, _stage_means, _summary
+from experiments.agents import Config, _composition, _curves, _stage_means, _summary
 from experiments.harness import CONFIG_DIR, load_config
 from metaqnn.baselines import AgentRun
 from metaqnn.errors import ConfigError
@@ -60,3 +60,12 @@ def test_summary_counts():
     s = _summary([_run([0.2, 0.6]), _run([0.4, 0.4], stopped="step cap")], config)
     assert s["best_mean"] == pytest.approx(0.5) and s["top_mean"] == pytest.approx(0.4)
     assert s["episodes"] == 6 and s["repeats"] == 2 and s["stopped_at_cap"] == 1
+
+
+def test_composition_splits_first_stage_from_the_rest():
+    run = AgentRun("x", 0, ("[SM(10)]", "[GAP, SM(10)]", "[C(16,3,1), P(2,2), SM(10)]"),
+                   (0.1, 0.2, 0.9), 3, 0, 0, 6, 1.0, 0.5, "budget")  # fmt: skip
+    c = _composition([run], first=2)
+    assert c["first_layers"] == 1.5 and c["rest_layers"] == 3.0
+    assert c["first_gap_share"] == 0.5 and c["rest_gap_share"] == 0.0
+    assert c["first_reward"] == pytest.approx(0.15) and c["rest_reward"] == pytest.approx(0.9)
