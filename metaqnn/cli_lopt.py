@@ -184,6 +184,8 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-noise", default="0,0.05,0.1,0.2,0.3", help="test noise levels")
     p.add_argument("--corruptions", default=None, help="held-out corruptions (default: all "
                    "but gaussian_noise)")  # fmt: skip
+    p.add_argument("--initial", action="store_true",
+                   help="evaluate the weights the run started from (before ES)")  # fmt: skip
     p.add_argument("--out", default=None, help="report folder (default runs/lopt/eval__...)")
 
 
@@ -203,13 +205,13 @@ def run_eval(args: argparse.Namespace) -> int:
         steps=args.steps or es.inner_steps, batch_size=es.batch_size, noise=extra["noise"],
         adam_lrs=_floats(args.adam_lrs, "--adam-lrs"),
         tune_seeds=tuple(range(100, 100 + args.tune_seeds)), eval_seeds=tuple(range(args.seeds)),
-        test_noise=_floats(args.test_noise, "--test-noise"),
+        test_noise=_floats(args.test_noise, "--test-noise"), curve_every=es.truncation,
     )  # fmt: skip
     if args.corruptions is not None:
         values["corruptions"] = tuple(c.strip() for c in args.corruptions.split(",") if c.strip())
     config = _config(ComparisonConfig, **values)
     start = time.perf_counter()
-    result = evaluate_run(state, data, config, device)
+    result = evaluate_run(state, data, config, device, initial=args.initial)
     wall = time.perf_counter() - start
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/lopt/eval__{extra['dataset']}__{stamp}")

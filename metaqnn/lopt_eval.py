@@ -445,6 +445,7 @@ def evaluate_run(
     device: torch.device | str = "cpu",
     *,
     make_model: Callable[[int], nn.Module] | None = None,
+    initial: bool = False,
 ) -> RunEvaluation:
     """Compare a meta-trained optimizer (a checkpoint dict of :mod:`gtn.lopt_es`) with Adam
     tuned on the same noisy-validation loss, trained on clean and on noisy images.
@@ -455,10 +456,13 @@ def evaluate_run(
         config: Steps, seeds, measurements.
         device: Where models train.
         make_model: Seed -> model (default: the run's inner model).
+        initial: Evaluate the weights the run started from instead of its meta-trained ones
+            (what ES added).
     """
     import time
 
-    from gtn.lopt_es import lopt_config_from
+    from gtn.lopt import init_theta
+    from gtn.lopt_es import es_config_from, lopt_config_from
 
     extra = state["extra"]
     if make_model is None:
@@ -469,7 +473,11 @@ def evaluate_run(
     for name, noisy in (("adam_clean", False), ("adam_noisy", True)):
         adam_lr[name], adam_scores[name] = tune_adam(data, make_model, config, noisy_training=noisy)
     t1 = time.perf_counter()
-    theta = {k: v.to(device) for k, v in state["theta"].items()}
+    theta = state["theta"]
+    if initial:
+        es = es_config_from(state)
+        theta = init_theta(lopt_config_from(state), seed=es.seed, kind=es.theta_init)
+    theta = {k: v.to(device) for k, v in theta.items()}
     optimizers = {
         "learned": (learned(theta, lopt_config_from(state)), False),
         "adam_clean": (adam(adam_lr["adam_clean"]), False),

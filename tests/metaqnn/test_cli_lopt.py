@@ -24,7 +24,8 @@ def test_lopt_is_a_command():
 @pytest.mark.slow
 def test_lopt_train_resume_and_eval(capsys, tmp_path):
     run = tmp_path / "lopt"
-    code, out, _ = _run(capsys, "lopt", "train", "--outer-steps", "2", "--logdir", str(run), *TINY)
+    code, out, _ = _run(capsys, "lopt", "train", "--outer-steps", "2", "--logdir", str(run),
+                        "--outer-lr", "0.3", *TINY)  # fmt: skip
     assert code == 0, out
     assert "2/2 ES steps" in out
     state = load_lopt_checkpoint(run)
@@ -53,6 +54,15 @@ def test_lopt_train_resume_and_eval(capsys, tmp_path):
     row = report["rows"]["learned"][0]
     assert row["seed"] == 0 and 0.0 <= row["test_acc@0.2"] <= 1.0
     assert "corruption/contrast" in row and row["val_noisy_loss"] > 0
+    assert "val_noisy_curve_mean" in row
+
+    initial = tmp_path / "initial"
+    code, out, _ = _run(capsys, "lopt", "eval", str(run), "--initial", "--seeds", "1",
+                        "--tune-seeds", "1", "--adam-lrs", "0.01", "--test-noise", "0",
+                        "--corruptions", "contrast", "--out", str(initial))  # fmt: skip
+    assert code == 0, out
+    before = json.loads((initial / "report.json").read_text())["rows"]["learned"]
+    assert before[0]["val_noisy_loss"] != row["val_noisy_loss"]  # the ES steps changed theta
 
 
 @pytest.mark.parametrize(
