@@ -303,7 +303,10 @@ def _plot(config: Config, stats: dict[str, Any], path: Path) -> None:
             ax.fill_between(s["betas"], (mean - std).tolist(), (mean + std).tolist(),
                             color=f"C{i}", alpha=0.2)  # fmt: skip
         if spec.log_x:
+            betas = getattr(config, spec.betas)
             ax.set_xscale("log")
+            ax.set_xticks(betas, [f"{b:g}" for b in betas])
+            ax.minorticks_off()
         ax.set_title(spec.label)
         ax.set_xlabel("beta")
         ax.set_ylim(0, 1)
