@@ -437,16 +437,16 @@ def report(
     ]
     if best_row is not None:
         err = 100 * (1 - best_row["test_accuracy"])
+        d, size = config.width_divisor, config.retrain_train_size or train_images
         lines += [
             "",
             f"Best by retrained validation accuracy: `{best_row['architecture']}` (GTN rank "
             f"{best_row['gtn_rank']}), **{err:.2f} % test error** against MetaQNN's "
             f"{PAPER_TOP_ERROR} % (top model; {PAPER_ENSEMBLE_ERROR} % for their ensemble). The "
             f"gap ({err - PAPER_TOP_ERROR:+.2f} points) comes from three scalings, each of which "
-            f"costs accuracy: widths divided by {config.width_divisor} (4-32 filters against "
-            "MetaQNN's 64-512), a search of "
-            f"{len(models)} models against 2,700, and retraining on "
-            f"{config.retrain_epochs} epochs of {config.retrain_train_size or 'all'} images "
+            f"costs accuracy: widths divided by {config.width_divisor} ({64 // d}-{512 // d} "
+            f"filters against MetaQNN's 64-512), a search of {len(models)} models against "
+            f"2,700, and retraining on {config.retrain_epochs} epochs of {size:,} images "
             "against 20 epochs of the whole set.",
         ]
     if corr is not None:
