@@ -256,12 +256,13 @@ def run(config: Config, ctx: Context) -> Outcome:
         reported += tuned(points[label], label)
     summaries = summarize(reported)
     methods = [gtn_label, dd_label, *real_labels]
+    dd_ref = f"{100 * DD_PAPER_RANDOM_INIT[0]:.1f} ± {100 * DD_PAPER_RANDOM_INIT[1]:.1f} %"
     figure = plot_curves(
         summaries,
         methods,
         ctx.figure("gtn_vs_dd.png"),
         title=f"{data.name}: GTN vs DD vs real data, {arch}",
-        references=[("DD paper, random init", *DD_PAPER_RANDOM_INIT)]
+        references=[(f"DD paper, random init ({dd_ref})", *DD_PAPER_RANDOM_INIT)]
         if data.name == "mnist"
         else [],
     )

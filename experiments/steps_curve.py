@@ -14,6 +14,7 @@ validation accuracy is the "tuned" one, and its test accuracy is reported.
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -298,15 +299,16 @@ def plot_curves(
         (line,) = ax.plot(x, y, marker="o", label=m)
         ax.fill_between(x, y - e, y + e, alpha=0.2, color=line.get_color())
     for label, value, std in references:
-        line = ax.axhline(100 * value, linestyle="--", color="grey", linewidth=1)
+        ax.axhline(100 * value, linestyle="--", color="grey", linewidth=1)
         if std:
             ax.axhspan(100 * (value - std), 100 * (value + std), color="grey", alpha=0.1)
-        ax.text(ax.get_xlim()[0], 100 * value, f" {label}", va="bottom", fontsize=8)
-        del line
+        # x in axes coordinates, y in data coordinates: the label sits at the left edge
+        ax.text(0.01, 100 * value, label, transform=ax.get_yaxis_transform(), va="bottom",
+                fontsize=8, color="dimgrey")  # fmt: skip
     ax.set_xscale("log", base=2)
     ax.set_xlabel("inner steps")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 70), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
