@@ -233,15 +233,20 @@ def run(config: Config, ctx: Context) -> Outcome:
     for batch in sorted({gtn.config.inner_batch, dd.config.inner_batch}, reverse=True):
         label = f"real b{batch}"
         real_labels.append(label)
+        # also the end point of the teacher(s) with this batch size (DD's 30 steps)
+        ends = {t.config.inner_steps for t in (gtn, dd) if t.config.inner_batch == batch}
+        extra = sorted(ends - set(config.steps))
+        ks = check_steps([*config.steps, *extra])
+        key = f"curve/real-b{batch}" + "".join(f"+{k}" for k in extra)
         units[label] = ctx.memo(
-            f"curve/real-b{batch}",
-            lambda b=batch, m=label: timed_points(
+            key,
+            lambda b=batch, m=label, ks=ks: timed_points(
                 lambda: real_curve(
                     factory,
                     data.train,
                     val,
                     test,
-                    config.steps,
+                    ks,
                     seeds,
                     config.real_lrs,
                     batch_size=b,
