@@ -93,3 +93,12 @@ def test_tiny_images_work():
     x = _images((2, 1, 8, 8))
     for name in CORRUPTIONS:
         assert corrupt(x, name, 5).shape == x.shape
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 3.0])
+def test_separable_gaussian_equals_the_2d_filter(sigma):
+    from metaqnn.evaluation.corruptions import _filter, _gaussian_filter, _gaussian_kernel
+
+    x = torch.rand(3, 2, 12, 12, generator=torch.Generator().manual_seed(0))
+    reference = _filter(x, _gaussian_kernel(sigma))
+    assert torch.allclose(_gaussian_filter(x, sigma), reference, atol=1e-6)
