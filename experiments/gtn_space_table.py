@@ -2,7 +2,7 @@
 search space, each trained by the GTN for its inner steps and by one epoch of real data, side
 by side, with a family breakdown (GAP, several pools, deep, shallow, FC).
 
-    python experiments/gtn_space_table.py runs/gtn/mnist-space-d16 --data-root ../shared/data \
+    python -m experiments.gtn_space_table runs/gtn/mnist-space-d16 --data-root ../shared/data \
         --count 30 --out experiments/results/gtn_space_mnist
 
 Both trainings use the same learner (the GTN run's net config: weight norm + batch-statistics
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from envs.layers import FullyConnected, GlobalAvgPool, Pool, Softmax
 from envs.space import get_space
+from experiments.proxy_fidelity import families
 from gtn.meta import load_meta_checkpoint, teacher_from_checkpoint
 from metaqnn.data import load_dataset
 from metaqnn.nets import NetConfig, count_flops, count_parameters
@@ -35,23 +35,6 @@ from metaqnn.training import TrainConfig, evaluate, train_model
 
 #: Seed of the architecture sample: apart from meta-training's.
 ARCH_SEED = 20_261_123
-
-
-def families(arch) -> list[str]:
-    """The families an architecture belongs to."""
-    layers = [ly for ly in arch.layers if not isinstance(ly, Softmax)]
-    tags = []
-    if any(isinstance(ly, GlobalAvgPool) for ly in layers):
-        tags.append("GAP")
-    if sum(isinstance(ly, Pool) for ly in layers) >= 2:
-        tags.append("several pools")
-    if any(isinstance(ly, FullyConnected) for ly in layers):
-        tags.append("FC")
-    if len(layers) >= 6:
-        tags.append("deep")
-    if len(layers) <= 2:
-        tags.append("shallow")
-    return tags or ["other"]
 
 
 def main() -> None:
