@@ -329,11 +329,12 @@ class ESTrainer:
         fitness = clipped.clamp_min(1e-8).log() if config.log_loss else clipped
         plus, minus = fitness[1 : 1 + config.pairs], fitness[1 + config.pairs :]
         weight = (plus - minus) / (2 * config.sigma * config.pairs)  # (pairs,)
-        norm_sq = 0.0
+        squares = []
         for k, p in self.theta.items():
             g = torch.einsum("p,p...->...", weight, eps[k])
             p.grad = g
-            norm_sq += float(g.square().sum())
+            squares.append(g.square().sum())
+        norm_sq = float(torch.stack(squares).sum())  # one host sync per ES step
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         central = float(losses[0])

@@ -142,10 +142,10 @@ def train_inner(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss.detach()))
+        losses.append(loss.detach())  # no host sync per step
         if probe is not None:
             probe(t + 1)
-    return losses
+    return torch.stack(losses).tolist() if losses else []
 
 
 @torch.no_grad()
