@@ -26,8 +26,7 @@ from collections.abc import Callable
 import torch
 
 from envs.layers import Architecture
-from gtn.meta import MetaConfig, MetaTrainer, load_meta_checkpoint, teacher_from_checkpoint
-from gtn.teacher import GTNTeacher
+from gtn.meta import MetaConfig, MetaTrainer
 from metaqnn.data import load_dataset
 from metaqnn.runinfo import run_metadata
 from metaqnn.teaching import (
@@ -35,7 +34,7 @@ from metaqnn.teaching import (
     PAPER_LEARNERS,
     GTNReward,
     fixed_learner_factory,
-    teacher_config,
+    load_teacher,
 )
 
 #: name -> GTNReward options.
@@ -122,10 +121,7 @@ def main() -> None:
     device = torch.device(args.device)
     data = load_dataset(args.dataset, root=args.data_root, device=device)
     arch = Architecture.parse(args.architecture or PAPER_LEARNERS[data.name])
-    if args.checkpoint:
-        teacher = teacher_from_checkpoint(load_meta_checkpoint(args.checkpoint), device)
-    else:
-        teacher = GTNTeacher(teacher_config(data)).to(device)
+    teacher = load_teacher(data, args.checkpoint, device)
     print(f"machine: {run_metadata(device)['device_name']}, torch {torch.__version__}")
     val = min(1000, len(data.val) or len(data.test))
     print(
@@ -158,7 +154,7 @@ def main() -> None:
 
     if args.outer_steps:
         factory = fixed_learner_factory(arch, data, GTN_LEARNER, device)
-        fresh = GTNTeacher(teacher_config(data)).to(device)
+        fresh = load_teacher(data, None, device)
         meta = MetaConfig(outer_steps=args.outer_steps + 1, checkpoint_every=10**9, log_every=10**9)
         trainer = MetaTrainer(fresh, factory, data.train.x, data.train.y, meta)
         per, util = _timed(trainer.outer_step, args.outer_steps, device)

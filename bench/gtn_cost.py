@@ -17,11 +17,9 @@ import time
 import torch
 
 from envs.layers import Architecture
-from gtn.meta import load_meta_checkpoint, teacher_from_checkpoint
-from gtn.teacher import GTNTeacher
 from metaqnn.data import load_dataset
 from metaqnn.runinfo import run_metadata
-from metaqnn.teaching import GTN_LEARNER, PAPER_LEARNERS, GTNReward, teacher_config
+from metaqnn.teaching import GTN_LEARNER, PAPER_LEARNERS, GTNReward, load_teacher
 from metaqnn.training import TrainConfig, train_architecture
 
 
@@ -48,10 +46,7 @@ def main() -> None:
     device = torch.device(args.device)
     data = load_dataset(args.dataset, root=args.data_root, device=device)
     arch = Architecture.parse(args.architecture or PAPER_LEARNERS[data.name])
-    if args.checkpoint:
-        teacher = teacher_from_checkpoint(load_meta_checkpoint(args.checkpoint), device)
-    else:
-        teacher = GTNTeacher(teacher_config(data)).to(device)
+    teacher = load_teacher(data, args.checkpoint, device)
     reward = GTNReward(teacher, data, val_size=args.val_size, net_config=GTN_LEARNER, device=device)
     reward.evaluate(arch)  # warm-up
     gtn_s = _median_time(lambda: reward.evaluate(arch), args.repeats)

@@ -22,8 +22,6 @@ import torch
 
 from envs.layers import Architecture
 from envs.space import get_space
-from gtn.meta import load_meta_checkpoint, teacher_from_checkpoint
-from gtn.teacher import GTNTeacher
 from metaqnn.data import load_dataset
 from metaqnn.runinfo import device_name
 from metaqnn.teaching import (
@@ -31,7 +29,7 @@ from metaqnn.teaching import (
     PAPER_LEARNERS,
     GTNReward,
     fixed_learner_factory,
-    teacher_config,
+    load_teacher,
 )
 
 
@@ -82,10 +80,7 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device(args.device)
     data = load_dataset(args.dataset, root=args.data_root, device=device)
-    if args.checkpoint:
-        teacher = teacher_from_checkpoint(load_meta_checkpoint(args.checkpoint), device)
-    else:
-        teacher = GTNTeacher(teacher_config(data)).to(device)
+    teacher = load_teacher(data, args.checkpoint, device)
     start = time.perf_counter()
     reward = GTNReward(teacher, data, val_size=args.val_size, net_config=GTN_LEARNER,
                        device=device)  # fmt: skip

@@ -70,6 +70,19 @@ def teacher_config(dataset: Dataset, **overrides: object) -> TeacherConfig:
     return TeacherConfig(generator=generator, **rest)
 
 
+def load_teacher(
+    dataset: Dataset, checkpoint: str | None = None, device: torch.device | str = "cpu"
+) -> GTNTeacher:
+    """The teacher of a meta-training run (folder or checkpoint), or with ``checkpoint`` None
+    a freshly initialised teacher of the paper's shape for ``dataset`` (what benchmarks time:
+    a teacher's weights do not change what it costs)."""
+    from gtn.meta import load_meta_checkpoint, teacher_from_checkpoint
+
+    if checkpoint:
+        return teacher_from_checkpoint(load_meta_checkpoint(checkpoint), device)
+    return GTNTeacher(teacher_config(dataset)).to(device)
+
+
 def distill_config(dataset: Dataset, **overrides: object) -> DistillConfig:
     """A :class:`DistillConfig` (Dataset Distillation) shaped by ``dataset``."""
     channels, size, _ = dataset.spec.input_shape

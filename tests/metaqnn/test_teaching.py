@@ -9,6 +9,7 @@ from metaqnn.teaching import (
     GTN_LEARNER,
     GTNReward,
     fixed_learner_factory,
+    load_teacher,
     pixel_range,
     space_learner_factory,
     teacher_config,
@@ -113,3 +114,10 @@ def test_gtn_reward_fast_paths_keep_the_reward(digits):
     assert bf16.status == "ok" and bf16.reward == pytest.approx(plain, abs=0.05)
     with pytest.raises(ValueError, match="precision='fp8'"):
         GTNReward(teacher, digits, precision="fp8")
+
+
+def test_load_teacher_fresh_or_from_a_run(digits, tmp_path):
+    fresh = load_teacher(digits)
+    assert isinstance(fresh, GTNTeacher) and fresh.config == teacher_config(digits)
+    with pytest.raises((ValueError, FileNotFoundError)):
+        load_teacher(digits, str(tmp_path / "no-run"))
