@@ -30,6 +30,7 @@ from experiments.learner_zoo import (
     LEARNER_TYPES,
     Clock,
     LoadedTeacher,
+    cpu_footer,
     fmt_mean_std,
     head,
     learner_architecture,
@@ -376,12 +377,7 @@ def _markdown(
         markdown_table(["training", *(s.label for s in PERTURBATIONS.values()), "clean"], area),
         "",
     ]
-    run = summary["run"]
-    lines.append(
-        f"CPU time of the measured units: {summary['cpu_s_units']:.0f} s; the whole run "
-        f"{run['cpu_s']:.0f} s CPU, {run['wall_s']:.0f} s wall (a shared machine: CPU time is "
-        "the budget's measure)."
-    )
+    lines.append(cpu_footer(summary))
     return "\n".join(lines)
 
 

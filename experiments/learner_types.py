@@ -30,6 +30,7 @@ from experiments.learner_zoo import (
     STUDY_TABLE,
     Clock,
     LoadedTeacher,
+    cpu_footer,
     fmt_mean_std,
     head,
     learner_architecture,
@@ -300,12 +301,7 @@ def _markdown(
             f"Real-data rows only for learners of at most {config.real_max_mflops:g} MFLOPs per "
             "image (the CPU budget); a dash marks the others."
         )
-    run = summary["run"]
-    lines.append(
-        f"CPU time of the measured units: {summary['cpu_s_units']:.0f} s; the whole run "
-        f"{run['cpu_s']:.0f} s CPU, {run['wall_s']:.0f} s wall (a shared machine: CPU time is "
-        "the budget's measure)."
-    )
+    lines.append(cpu_footer(summary))
     return "\n".join(lines)
 
 

@@ -241,3 +241,13 @@ def fmt_mean_std(values: Sequence[float], digits: int = 2) -> str:
         return "—"
     mean, std = mean_std(values)
     return f"{mean:.{digits}f} ± {std:.{digits}f} ({len(values)})"
+
+
+def cpu_footer(summary: dict[str, Any]) -> str:
+    """The report's last line: CPU time of the measured units and of the whole run."""
+    run = summary["run"]
+    return (
+        f"CPU time of the measured units: {summary['cpu_s_units']:.0f} s; the whole run "
+        f"{run['cpu_s']:.0f} s CPU, {run['wall_s']:.0f} s wall (a shared machine: CPU time is "
+        "the budget's measure)."
+    )
