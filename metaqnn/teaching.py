@@ -16,7 +16,7 @@ from envs.layers import Architecture
 from envs.space import SearchSpace
 from gtn.distill import DistillConfig
 from gtn.generator import GeneratorConfig
-from gtn.population import evaluate_population, stack_learners
+from gtn.population import evaluate_population, stack_learners, unroll_population
 from gtn.teacher import GTNTeacher, TeacherConfig
 from metaqnn.data import Dataset, Split
 from metaqnn.errors import ConfigError
@@ -237,8 +237,10 @@ class GTNReward:
     def _teach_and_score(self, learners: list[nn.Module]) -> tuple[float, float]:
         """Mean validation accuracy and loss of ``learners`` after teaching (one host sync)."""
         if len(learners) > 1 and self.vectorize:
-            self.teacher.teach_many(learners, self.steps, batches=self.batches)
-            params, buffers = stack_learners(learners)
+            params, buffers = stack_learners(learners)  # trained and scored stacked
+            params = unroll_population(
+                learners[0], params, buffers, self.batches, self.teacher.schedule, self.steps
+            )
             acc, loss = evaluate_population(learners[0], params, buffers, self.val.x, self.val.y)
             acc_mean, loss_mean = torch.stack([acc.mean(), loss.mean()]).tolist()
             return acc_mean, loss_mean

@@ -121,3 +121,15 @@ def test_load_teacher_fresh_or_from_a_run(digits, tmp_path):
     assert isinstance(fresh, GTNTeacher) and fresh.config == teacher_config(digits)
     with pytest.raises((ValueError, FileNotFoundError)):
         load_teacher(digits, str(tmp_path / "no-run"))
+
+
+def test_teach_many_leaves_each_learner_as_teach_does(digits):
+    teacher = _tiny_teacher(digits)
+    factory = fixed_learner_factory(Architecture.parse("[C(8,3,1), FC(16), SM(10)]"), digits)
+    together = teacher.teach_many([factory(s) for s in (0, 1)], seed=4)
+    for seed, learner in zip((0, 1), together, strict=True):
+        alone = teacher.teach(factory(seed), seed=4)
+        fresh = next(factory(seed).parameters())
+        assert not torch.equal(next(learner.parameters()), fresh)  # it trained
+        for (name, a), b in zip(learner.named_parameters(), alone.parameters(), strict=True):
+            assert torch.allclose(a, b, atol=1e-5), name
