@@ -14,11 +14,11 @@ from its checkpoint; each evaluation is a memoised unit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from experiments.harness import Context, Outcome, main
-from gtn.lopt import THETA_INITS, LOptConfig
+from gtn.lopt import BASES, THETA_INITS, LOptConfig
 from gtn.lopt_es import CHECKPOINT_NAME, ESConfig, ESTrainer, load_lopt_checkpoint
 from metaqnn.data import load_dataset
 from metaqnn.errors import ConfigError
@@ -54,8 +54,18 @@ class Config:
     """Inner CNN strides (the paper's)."""
     step_mult: float = 0.003
     """Scale of the optimizer's direction output (the paper's 0.001)."""
+    exp_mult: float = 0.001
+    """Scale of the optimizer's log-step output (the paper's 0.001)."""
+    base: str = "none"
+    """What the MLP's outputs act on: ``none`` (the paper's ``step_mult * d * exp(exp_mult *
+    m)``) or ``adam`` (Adam's step at ``base_lr`` times ``exp(exp_mult * m)`` plus
+    ``step_mult * d``; see ``gtn.lopt``)."""
+    base_lr: float = 0.01
+    """Adam's learning rate under the ``adam`` base."""
     theta_init: str = "adam"
-    """Start of the optimizer's weights: ``random`` (the paper's) or ``adam``."""
+    """Start of the optimizer's weights: ``random`` (the paper's), ``adam`` (a normalised Adam
+    step) or ``zero_output`` (outputs 0: exactly Adam at ``base_lr`` under the ``adam``
+    base)."""
     outer_steps: int = 700
     """ES steps."""
     pairs: int = 8
@@ -70,6 +80,9 @@ class Config:
     """ES on the log of the meta-loss (False: on the loss itself)."""
     inner_steps: int = 200
     """Inner steps of one training run (the horizon meta-trained for)."""
+    burn_in: int = 0
+    """Inner steps of every run taken by the current optimizer before ES truncations start
+    (``inner_steps - truncation``: ES scores only the loss at the end of the run)."""
     batch_size: int = 64
     """Training images per inner step."""
     val_batch: int = 256
@@ -94,9 +107,30 @@ class Config:
             raise ConfigError(
                 f"{NAME}: theta_init={self.theta_init!r}; choose from {', '.join(THETA_INITS)}"
             )
+        if self.base not in BASES:
+            raise ConfigError(f"{NAME}: base={self.base!r}; choose from {', '.join(BASES)}")
+        if not 0 <= self.burn_in < self.inner_steps:
+            raise ConfigError(f"{NAME}: burn_in={self.burn_in!r} must be in [0, inner_steps="
+                              f"{self.inner_steps})")  # fmt: skip
         for name in ("tune_seeds", "eval_seeds", "horizon_factor"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{NAME}: {name}={getattr(self, name)!r} must be >= 1")
+
+
+def lopt_config(config: Config) -> LOptConfig:
+    """The learned optimizer's architecture of the experiment's config."""
+    return LOptConfig(step_mult=config.step_mult, exp_mult=config.exp_mult, base=config.base,
+                      base_lr=config.base_lr)  # fmt: skip
+
+
+def _describe_optimizer(config: Config) -> str:
+    """One sentence on how the MLP's outputs make the step (for the report)."""
+    if config.base == "adam":
+        return (f"update = Adam's step at lr {config.base_lr:g} x exp({config.exp_mult:g} m) "
+                f"+ {config.step_mult:g} d (a residual on Adam; theta started "
+                f"'{config.theta_init}')")  # fmt: skip
+    return (f"update = {config.step_mult:g} d exp({config.exp_mult:g} m) (paper: 0.001 d "
+            f"exp(0.001 m); theta started '{config.theta_init}')")  # fmt: skip
 
 
 def _meta_train(config: Config, ctx: Context, data: Any) -> dict[str, Any]:
@@ -106,7 +140,7 @@ def _meta_train(config: Config, ctx: Context, data: Any) -> dict[str, Any]:
     es = ESConfig(
         outer_steps=config.outer_steps, pairs=config.pairs, sigma=config.sigma,
         outer_lr=config.outer_lr, truncation=config.truncation, inner_steps=config.inner_steps,
-        log_loss=config.log_loss,
+        burn_in=config.burn_in, log_loss=config.log_loss,
         batch_size=config.batch_size, val_batch=config.val_batch, theta_init=config.theta_init,
         seed=config.seed, checkpoint_every=25,
     )  # fmt: skip
@@ -116,7 +150,7 @@ def _meta_train(config: Config, ctx: Context, data: Any) -> dict[str, Any]:
     }  # fmt: skip
     model = InnerModelConfig(config.channels, config.strides)
     task = build_task(data, model, config.noise, ctx.device)
-    trainer = ESTrainer(task, es, LOptConfig(step_mult=config.step_mult), logdir=ctx.work / "tb",
+    trainer = ESTrainer(task, es, lopt_config(config), logdir=ctx.work / "tb",
                         checkpoint_path=ckpt, extra=extra)  # fmt: skip
     if ckpt.is_file():
         trainer.load_state(load_lopt_checkpoint(ckpt))
@@ -205,6 +239,8 @@ def run(config: Config, ctx: Context) -> Outcome:
     better = [c for c in corr if s[1]["learned"][f"corruption/{c}"][0]
               > s[1]["adam_clean"][f"corruption/{c}"][0]]  # fmt: skip
     history = state["history"]
+    paired = {f: evaluations[f].paired() for f in factors}
+    clean = paired[1]["adam_clean"]
     paper_rows = [
         ["meta-trained for", "Gaussian noise 0.05", f"Gaussian noise {config.noise:g}"],
         [
@@ -213,6 +249,12 @@ def run(config: Config, ctx: Context) -> Outcome:
             f"{obj(1, 'learned')[0]:.4f} vs {obj(1, 'adam_clean')[0]:.4f} (clean training), "
             f"{obj(1, 'adam_noisy')[0]:.4f} (noisy training): "
             + ("learned lower" if beats[1] else "learned NOT lower"),
+        ],
+        [
+            "paired by seed: learned minus Adam (clean training)",
+            "",
+            f"{clean.mean:+.4f} ± {clean.std:.4f} (sem {clean.sem:.4f}); learned lower on "
+            f"{clean.wins} of {clean.n} seeds",
         ],
         [
             "held-out corruptions helped (vs Adam, clean training)",
@@ -232,8 +274,14 @@ def run(config: Config, ctx: Context) -> Outcome:
         f"{state['step']} ES steps of {config.pairs} antithetic pairs over truncations of "
         f"{config.truncation} inner steps (ES on the {'log of the ' if config.log_loss else ''}"
         f"meta-loss), inner runs of {config.inner_steps} steps of "
-        f"{config.batch_size}, step_mult {config.step_mult:g} (paper 0.001), theta started "
-        f"'{config.theta_init}'. Meta-training took {meta_s:.0f} s of step time "
+        f"{config.batch_size}"
+        + (
+            f", the first {config.burn_in} of each run taken before any truncation (ES scores "
+            "the end of the run)"
+            if config.burn_in
+            else ""
+        )
+        + f"; {_describe_optimizer(config)}. Meta-training took {meta_s:.0f} s of step time "
         f"({len(history)} steps, {sum(r['diverged'] for r in history)} diverged unrolls); "
         f"this session {wall:.0f} s with the evaluation.",
         "",
@@ -254,6 +302,10 @@ def run(config: Config, ctx: Context) -> Outcome:
             for f in factors
         },
         "adam_lr": {str(f * config.inner_steps): evaluations[f].adam_lr for f in factors},
+        "paired_learned_minus": {
+            str(f * config.inner_steps): {n: asdict(d) for n, d in paired[f].items()}
+            for f in factors
+        },
         "corruptions_better_than_adam_clean": better,
     }
     rows = [{"steps": evaluations[f].config.steps, "method": n, **r}

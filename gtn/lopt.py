@@ -15,9 +15,17 @@ the square root of its mean square over the tensor):
   gradient, divided by 10;
 - time: ``tanh(t / s)`` for each time scale ``s``.
 
-The MLP (one hidden layer of 32, ReLU) outputs a direction ``d`` and a log step ``m``; the update
-is ``p <- p - step_mult * d * exp(exp_mult * m)`` with the paper's ``step_mult = exp_mult =
-0.001`` by default, which keeps the first meta-training steps stable.
+The MLP (one hidden layer of 32, ReLU) outputs a direction ``d`` and a log step ``m``. How they
+make the update is the config's ``base`` (a key of :data:`BASES`):
+
+- ``none`` (the paper's): ``p <- p - step_mult * d * exp(exp_mult * m)`` with the paper's
+  ``step_mult = exp_mult = 0.001`` by default, which keeps the first meta-training steps stable;
+- ``adam`` (a residual on Adam): ``p <- p - base_lr * a * exp(exp_mult * m) - step_mult * d``
+  with ``a`` Adam's bias-corrected step ``m_hat / (sqrt(v_hat) + adam_eps)`` built from the
+  optimizer's own momentum of decay ``base_beta1`` and its RMS accumulator (decay
+  ``rms_decay``, Adam's beta2). With a zero output layer (``init_theta(kind="zero_output")``)
+  ``d = m = 0`` and the optimizer IS Adam at ``base_lr``; the MLP learns a per-parameter,
+  time- and feature-dependent log learning-rate multiplier and an extra direction.
 """
 
 from __future__ import annotations
@@ -52,6 +60,17 @@ class LOptConfig:
     """Scale of the log-step output (the paper's 0.001)."""
     eps: float = 1e-8
     """Added under square roots and inside logarithms."""
+    base: str = "none"
+    """The update the MLP's outputs act on (a key of :data:`BASES`): ``none`` (the paper's
+    ``step_mult * d * exp(exp_mult * m)``) or ``adam`` (Adam's step at ``base_lr`` times
+    ``exp(exp_mult * m)`` plus ``step_mult * d``)."""
+    base_lr: float = 0.01
+    """Adam's learning rate in the ``adam`` base (e.g. the tuned one)."""
+    base_beta1: float = 0.9
+    """Adam's beta1 in the ``adam`` base: must be one of ``momentum_decays`` (its momentum is
+    reused); beta2 is ``rms_decay``."""
+    adam_eps: float = 1e-8
+    """Adam's epsilon in the ``adam`` base (added to ``sqrt(v_hat)``, as torch's Adam does)."""
 
     def __post_init__(self) -> None:
         if self.hidden < 1:
@@ -65,6 +84,16 @@ class LOptConfig:
             raise ValueError(
                 f"LOptConfig: step_mult={self.step_mult!r}, exp_mult={self.exp_mult!r} and "
                 f"eps={self.eps!r} must be positive"
+            )
+        if self.base not in BASES:
+            raise ValueError(f"LOptConfig.base={self.base!r}: choose from {', '.join(BASES)}")
+        if not (math.isfinite(self.base_lr) and self.base_lr > 0) or not self.adam_eps > 0:
+            raise ValueError(f"LOptConfig: base_lr={self.base_lr!r} and adam_eps="
+                             f"{self.adam_eps!r} must be positive")  # fmt: skip
+        if self.base == "adam" and self.base_beta1 not in self.momentum_decays:
+            raise ValueError(
+                f"LOptConfig.base_beta1={self.base_beta1!r} must be one of momentum_decays "
+                f"{self.momentum_decays!r} (the adam base reuses that momentum)"
             )
 
     @property
@@ -117,10 +146,20 @@ def _adam_theta(config: LOptConfig, gen: torch.Generator) -> Tensors:
     return theta
 
 
+def _zero_output_theta(config: LOptConfig, gen: torch.Generator) -> Tensors:
+    """The paper's random first layer and a zero output layer: both outputs are 0 for every
+    input, so with the ``adam`` base the optimizer starts as exactly Adam at ``base_lr`` (with
+    the ``none`` base it starts by not moving)."""
+    theta = _random_theta(config, gen)
+    theta["w2"] = torch.zeros_like(theta["w2"])
+    return theta
+
+
 #: How ``theta`` starts: name -> (config, generator) -> theta.
 THETA_INITS: dict[str, Callable[[LOptConfig, torch.Generator], Tensors]] = {
     "random": _random_theta,
     "adam": _adam_theta,
+    "zero_output": _zero_output_theta,
 }
 
 
@@ -130,8 +169,9 @@ def init_theta(config: LOptConfig, *, seed: int = 0, kind: str = "random") -> Te
     Args:
         config: The optimizer's architecture.
         seed: Seeds the random weights.
-        kind: A key of :data:`THETA_INITS`: ``random`` (the paper's) or ``adam`` (starts as a
-            per-tensor normalised Adam step of size ``step_mult``).
+        kind: A key of :data:`THETA_INITS`: ``random`` (the paper's), ``adam`` (starts as a
+            per-tensor normalised Adam step of size ``step_mult``) or ``zero_output`` (a zero
+            output layer: exactly Adam under ``LOptConfig(base="adam")``).
 
     Returns:
         ``{"w1": (F, H), "b1": (H,), "w2": (H, 2), "b2": (2,)}``, float32 on the CPU.
@@ -200,6 +240,39 @@ def time_features(step: int | torch.Tensor, config: LOptConfig) -> torch.Tensor:
     return torch.tanh(torch.as_tensor(step, dtype=torch.float32) / scales)
 
 
+def _step_none(
+    out: torch.Tensor, adam: Callable[[], torch.Tensor], config: LOptConfig
+) -> torch.Tensor:
+    """The paper's step ``step_mult * d * exp(exp_mult * m)`` of the MLP outputs (N, 2)."""
+    return config.step_mult * out[:, 0] * torch.exp(config.exp_mult * out[:, 1])  # (N,)
+
+
+def _step_adam(
+    out: torch.Tensor, adam: Callable[[], torch.Tensor], config: LOptConfig
+) -> torch.Tensor:
+    """A residual on Adam: ``base_lr * adam() * exp(exp_mult * m) + step_mult * d``."""
+    scale = torch.exp(config.exp_mult * out[:, 1])  # (N,)
+    return config.base_lr * adam() * scale + config.step_mult * out[:, 0]  # (N,)
+
+
+#: What the MLP's outputs act on: name -> (outputs (N, 2), Adam's step (a thunk), config) ->
+#: the step (N,) subtracted from the parameters.
+BASES: dict[str, Callable[[torch.Tensor, Callable[[], torch.Tensor], LOptConfig], torch.Tensor]]
+BASES = {"none": _step_none, "adam": _step_adam}
+
+
+def _adam_direction(
+    m: torch.Tensor, v: torch.Tensor, step: int | torch.Tensor, config: LOptConfig
+) -> torch.Tensor:
+    """Adam's bias-corrected step (before the learning rate) from the momentum ``m`` (N,) of
+    decay ``base_beta1`` and the accumulator ``v`` (N,) of decay ``rms_decay``, at the
+    ``step + 1``-th update: ``(m / bc1) / (sqrt(v) / sqrt(bc2) + adam_eps)`` as torch's Adam."""
+    t = step + 1
+    bc1 = 1.0 - config.base_beta1**t
+    bc2 = 1.0 - config.rms_decay**t
+    return (m / bc1) / (v.sqrt() / bc2**0.5 + config.adam_eps)  # (N,)
+
+
 def lopt_update(
     theta: Tensors,
     params: Tensors,
@@ -226,7 +299,8 @@ def lopt_update(
     b2 = config.rms_decay
     time = time_features(step, config)
     new_state: Tensors = {}
-    feats, sizes = [], []
+    feats, sizes, adams = [], [], []
+    beta1 = config.momentum_decays.index(config.base_beta1) if config.base == "adam" else 0
     for name, p in params.items():
         g = grads[name].reshape(-1)  # (N,)
         m = state[f"m/{name}"].reshape(len(config.momentum_decays), -1)  # (K, N)
@@ -236,10 +310,15 @@ def lopt_update(
         new_state[f"v/{name}"] = v.reshape(p.shape)
         feats.append(_features(p.reshape(-1), g, m, v, time.to(g), config))
         sizes.append(g.shape[0])
+        adams.append((m[beta1], v))
     x = torch.cat(feats)  # (N_total, F)
     hidden = F.relu(x @ theta["w1"] + theta["b1"])  # (N_total, H)
     out = hidden @ theta["w2"] + theta["b2"]  # (N_total, 2)
-    delta = config.step_mult * out[:, 0] * torch.exp(config.exp_mult * out[:, 1])  # (N_total,)
+
+    def adam() -> torch.Tensor:  # (N_total,), computed only by bases that use it
+        return torch.cat([_adam_direction(m, v, step, config) for m, v in adams])
+
+    delta = BASES[config.base](out, adam, config)  # (N_total,)
     new_params = {
         name: p - d.reshape(p.shape)
         for (name, p), d in zip(params.items(), torch.split(delta, sizes), strict=True)

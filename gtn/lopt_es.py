@@ -8,7 +8,10 @@ step ``t``; a fresh model every ``inner_steps`` steps), draw ``pairs`` Gaussian 
 e_i`` and ``theta - sigma e_i`` (one batched computation under ``torch.func.vmap``; the same
 training batches and the same corrupted validation batch for every member: common random
 numbers), and step Adam on the antithetic estimate ``sum_i (L+_i - L-_i) e_i / (2 sigma
-pairs)``. The unperturbed member's state carries the inner run on. Every random draw comes
+pairs)``. The unperturbed member's state carries the inner run on. With ``burn_in`` > 0 the
+first ``burn_in`` steps of every inner run are taken by the unperturbed optimizer alone (no
+population, no estimate), so the truncations, and hence the meta-loss, lie near the end of the
+run, where the evaluation scores it. Every random draw comes
 from a generator seeded by (seed, outer step) or (seed, inner run, inner step), so a resumed
 run repeats a straight one exactly.
 """
@@ -58,6 +61,13 @@ class ESConfig:
     """Inner steps per outer step (the truncated unroll)."""
     inner_steps: int = 200
     """Length of one inner training run; then a fresh model starts."""
+    burn_in: int = 0
+    """Inner steps at the start of every inner run taken by the unperturbed optimizer alone,
+    without an ES estimate (0: every truncation is scored). Truncated ES scores the loss at the
+    end of each truncation, i.e. the loss averaged along the run, dominated by the early
+    truncations; the evaluation's target is the loss at the end of the run. With ``burn_in =
+    inner_steps - truncation`` ES scores only the final truncation, with every step before it
+    still taken by the current optimizer."""
     batch_size: int = 64
     """Training images per inner step."""
     val_batch: int = 256
@@ -91,6 +101,13 @@ class ESConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"ESConfig.{name}={value!r}: must be a positive number")
+        if (
+            isinstance(self.burn_in, bool)
+            or not isinstance(self.burn_in, int)
+            or not (0 <= self.burn_in < self.inner_steps)
+        ):
+            raise ValueError(f"ESConfig.burn_in={self.burn_in!r}: must be an integer in [0, "
+                             f"inner_steps={self.inner_steps})")  # fmt: skip
         if self.theta_init not in THETA_INITS:
             raise ValueError(f"ESConfig.theta_init={self.theta_init!r}: choose from "
                              f"{', '.join(THETA_INITS)}")  # fmt: skip
@@ -274,6 +291,19 @@ class ESTrainer:
             out.append((self.task.train_x[index], self.task.train_y[index]))
         return out
 
+    def _burn_in(self, inner: InnerRun) -> None:
+        """Advance ``inner`` to step ``burn_in`` with the unperturbed optimizer alone."""
+        count = self.config.burn_in - inner.step
+        if count <= 0:
+            return
+        assert self._model is not None
+        theta = {k: v.detach() for k, v in self.theta.items()}
+        batches = self._batches(inner, count)
+        with torch.no_grad():
+            inner.params, inner.state = unroll(self._model, theta, inner.params, inner.state,
+                                               inner.step, batches, self.lopt_config)  # fmt: skip
+        inner.step += count
+
     # ------------------------------------------------------------------ one outer step
     def population_losses(
         self, thetas: Tensors, inner: InnerRun, count: int, gen: torch.Generator
@@ -314,6 +344,7 @@ class ESTrainer:
         config = self.config
         gen = torch.Generator().manual_seed(derived_seed(config.seed, self.step, 4))
         inner = self._current_run()
+        self._burn_in(inner)
         count = min(config.truncation, config.inner_steps - inner.step)
         theta = {k: v.detach() for k, v in self.theta.items()}
         eps = {k: torch.randn((config.pairs, *v.shape), generator=gen).to(v) for k, v in

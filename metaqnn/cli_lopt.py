@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gtn.lopt import THETA_INITS, LOptConfig
+from gtn.lopt import BASES, THETA_INITS, LOptConfig
 from gtn.lopt_es import (
     CHECKPOINT_NAME,
     ESConfig,
@@ -99,7 +99,16 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--step-mult", type=float, default=0.003,
                    help="scale of the direction output (paper 0.001)")  # fmt: skip
     p.add_argument("--theta-init", default="adam", choices=sorted(THETA_INITS),
-                   help="random: the paper's start; adam: a normalised Adam step")  # fmt: skip
+                   help="random: the paper's start; adam: a normalised Adam step; zero_output: "
+                   "outputs 0 (exactly Adam under --base adam)")  # fmt: skip
+    p.add_argument("--base", default="none", choices=sorted(BASES),
+                   help="none: the paper's step_mult * d * exp(exp_mult * m); adam: Adam's step "
+                   "at --base-lr times exp(exp_mult * m) plus step_mult * d")  # fmt: skip
+    p.add_argument("--base-lr", type=float, default=0.01, help="Adam's lr under --base adam")
+    p.add_argument("--exp-mult", type=float, default=0.001,
+                   help="scale of the log-step output (paper 0.001)")  # fmt: skip
+    p.add_argument("--burn-in", type=int, default=0,
+                   help="inner steps per run before any ES truncation (score the end)")  # fmt: skip
     p.add_argument("--raw-loss", action="store_true",
                    help="ES on the meta-loss itself instead of its log")  # fmt: skip
     p.add_argument("--no-vmap", action="store_true", help="unroll members one by one")
@@ -127,12 +136,13 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         state = None
         data_name = args.dataset
-        lopt = _config(LOptConfig, step_mult=args.step_mult)
+        lopt = _config(LOptConfig, step_mult=args.step_mult, exp_mult=args.exp_mult,
+                       base=args.base, base_lr=args.base_lr)  # fmt: skip
         es = _config(
             ESConfig,
             outer_steps=300 if args.outer_steps is None else args.outer_steps,
             pairs=args.pairs, sigma=args.sigma, outer_lr=args.outer_lr,
-            truncation=args.truncation, inner_steps=args.inner_steps,
+            truncation=args.truncation, inner_steps=args.inner_steps, burn_in=args.burn_in,
             batch_size=args.batch_size, val_batch=args.val_batch, theta_init=args.theta_init,
             log_loss=not args.raw_loss,
             vmap=not args.no_vmap, seed=args.seed, checkpoint_every=args.checkpoint_every,

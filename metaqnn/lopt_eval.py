@@ -322,6 +322,40 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
     return out
 
 
+@dataclass(frozen=True)
+class PairedDifference:
+    """``a - b`` of one measurement over the seeds both were trained on (same initialisation
+    and batches per seed), for a paired comparison of two optimizers."""
+
+    mean: float
+    std: float
+    """Standard deviation of the per-seed differences."""
+    sem: float
+    """Standard error of the mean difference (``std / sqrt(n)``)."""
+    wins: int
+    """Seeds on which ``a`` is lower."""
+    n: int
+
+
+def paired_difference(
+    a: list[dict[str, Any]], b: list[dict[str, Any]], key: str = "val_noisy_loss"
+) -> PairedDifference:
+    """The per-seed differences ``a[key] - b[key]`` of two optimizers' rows (matched by
+    ``seed``).
+
+    Raises:
+        ValueError: The rows do not cover the same seeds.
+    """
+    by_seed = {r["seed"]: float(r[key]) for r in b}
+    if sorted(by_seed) != sorted(r["seed"] for r in a):
+        raise ValueError(f"paired_difference: seeds {sorted(r['seed'] for r in a)} and "
+                         f"{sorted(by_seed)} differ")  # fmt: skip
+    diffs = [float(r[key]) - by_seed[r["seed"]] for r in a]
+    std = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+    return PairedDifference(statistics.fmean(diffs), std, std / math.sqrt(len(diffs)),
+                            sum(d < 0 for d in diffs), len(diffs))  # fmt: skip
+
+
 # ------------------------------------------------------------------ a run's evaluation
 #: The optimizers of the comparison, in table order: name -> description.
 METHODS = {
@@ -353,6 +387,13 @@ class RunEvaluation:
         """Method -> key -> (mean, std over seeds)."""
         return {name: summarize(rows) for name, rows in self.rows.items()}
 
+    def paired(self, key: str = "val_noisy_loss") -> dict[str, PairedDifference]:
+        """Other method -> the learned optimizer's paired difference to it on ``key``."""
+        if "learned" not in self.rows:
+            return {}
+        return {n: paired_difference(self.rows["learned"], rows, key)
+                for n, rows in self.rows.items() if n != "learned"}  # fmt: skip
+
     def markdown(self) -> str:
         """Tables: the meta-objective, test loss and accuracy under noise, corruptions."""
         s, c = self.summary(), self.config
@@ -381,6 +422,7 @@ class RunEvaluation:
                 ],
             ),
             "",
+            *self._paired_lines(label),
             "Test set under pixel noise: loss / accuracy",
             "",
             markdown_table(
@@ -413,6 +455,21 @@ class RunEvaluation:
             lines += ["", f"{METHODS[name]}: noisy val loss per lr on the tuning seeds: {grid}"]
         return "\n".join(lines)
 
+    def _paired_lines(self, label: dict[str, str]) -> list[str]:
+        """The paired table of the noisy validation loss (empty without a learned row)."""
+        paired = self.paired()
+        if not paired:
+            return []
+        rows = [[f"learned - {label[n]}", f"{d.mean:+.4f} ± {d.std:.4f}", f"{d.sem:.4f}",
+                 f"{d.wins} of {d.n}"] for n, d in paired.items()]  # fmt: skip
+        return [
+            "Paired by seed (each seed: the same initialisation and batches for every "
+            "optimizer): difference of the noisy val loss, learned minus the other",
+            "",
+            markdown_table(["difference", "mean ± std", "sem", "learned lower on"], rows),
+            "",
+        ]
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunEvaluation:
         """The evaluation of :meth:`to_dict`'s values."""
@@ -433,6 +490,7 @@ class RunEvaluation:
                 k: {str(lr): v for lr, v in d.items()} for k, d in self.adam_scores.items()
             },
             "summary": {n: {k: list(v) for k, v in d.items()} for n, d in self.summary().items()},
+            "paired_val_noisy_loss": {n: asdict(d) for n, d in self.paired().items()},
             "rows": self.rows,
             "seconds": self.seconds,
         }

@@ -281,3 +281,95 @@ def test_antithetic_estimate_descends_a_linear_meta_loss(monkeypatch):
         agree += int((torch.sign(step) == -torch.sign(c[k])).sum())
         total += c[k].numel()
     assert agree / total > 0.9
+
+
+def test_zero_output_on_the_adam_base_is_exactly_adam():
+    """theta with a zero output layer under ``base="adam"`` takes torch Adam's steps: the same
+    trajectory as ``torch.optim.Adam(lr=base_lr)`` (up to float rounding), as an Optimizer and
+    as the functional unroll ES uses."""
+    config = LOptConfig(base="adam", base_lr=0.02, exp_mult=0.1)
+    theta = init_theta(config, seed=4, kind="zero_output")
+    assert not theta["w1"].eq(0).all() and theta["w2"].eq(0).all()
+    task = _task()
+    batches = [(task.train_x[i], task.train_y[i]) for i in
+               (batch_indices(16, 4, 3, t) for t in range(12))]  # fmt: skip
+    models = [_model(2), _model(2)]
+    start = {k: v.detach().clone() for k, v in models[0].named_parameters()}
+    optimizers = [LearnedOptimizer(models[0].parameters(), theta, config),
+                  torch.optim.Adam(models[1].parameters(), lr=0.02)]  # fmt: skip
+    for x, y in batches:
+        for model, opt in zip(models, optimizers, strict=True):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+    unrolled, _ = unroll(models[0], theta, start, init_state(start, config), 0, batches, config)
+    for (name, p), q in zip(models[0].named_parameters(), models[1].parameters(), strict=True):
+        assert not torch.equal(p.detach(), start[name])
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(unrolled[name], q.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_adam_base_outputs_scale_the_step_and_add_a_direction():
+    """Output biases act as documented: ``m`` multiplies Adam's step by ``exp(exp_mult m)``,
+    ``d`` adds ``step_mult * d`` to every entry."""
+    config = LOptConfig(base="adam", base_lr=0.1, exp_mult=0.5, step_mult=0.01)
+    params = {"w": torch.randn(4, 3, generator=torch.Generator().manual_seed(0))}
+    grads = {"w": torch.randn(4, 3, generator=torch.Generator().manual_seed(1))}
+    state = init_state(params, config)
+    zero = init_theta(config, kind="zero_output")
+    adam_p, _ = lopt_update(zero, params, grads, state, 0, config)
+    first_adam_step = params["w"] - adam_p["w"]  # Adam's first step is lr * sign(g)
+    torch.testing.assert_close(first_adam_step, 0.1 * grads["w"].sign(), rtol=1e-5, atol=1e-6)
+    scaled = {**zero, "b2": torch.tensor([2.0, 2.0])}  # d = 2, m = 2
+    new_p, _ = lopt_update(scaled, params, grads, state, 0, config)
+    expected = first_adam_step * torch.exp(torch.tensor(1.0)) + 0.01 * 2.0
+    torch.testing.assert_close(params["w"] - new_p["w"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_base_options_are_checked():
+    with pytest.raises(ValueError, match="base='sgd'"):
+        LOptConfig(base="sgd")
+    with pytest.raises(ValueError, match=r"base_beta1=0\.8"):
+        LOptConfig(base="adam", base_beta1=0.8)
+    with pytest.raises(ValueError, match=r"base_lr=0\.0"):
+        LOptConfig(base="adam", base_lr=0.0)
+    assert LOptConfig.from_dict({"hidden": 32}).base == "none"  # checkpoints before the bases
+
+
+def test_burn_in_scores_only_the_end_of_each_inner_run():
+    """With burn_in = inner_steps - truncation every ES step scores the last truncation of a
+    fresh inner run, and the steps before it are the unperturbed optimizer's own."""
+    config = LOptConfig(base="adam", exp_mult=0.1)
+    es = _es(inner_steps=6, truncation=2, burn_in=4, theta_init="zero_output")
+    trainer = ESTrainer(_task(), es, config)
+    records = trainer.run(progress=False)
+    assert [r.inner_step for r in records] == [6, 6, 6, 6]
+    assert trainer.inner is not None and trainer.inner.run == 3  # one inner run per ES step
+
+    # the burn-in equals the central theta's own unroll over the run's first batches
+    fresh = ESTrainer(_task(), es, config)
+    inner = fresh._current_run()
+    params, state = inner.params, inner.state
+    theta = {k: v.detach() for k, v in fresh.theta.items()}
+    expected, _ = unroll(fresh._model, theta, params, state, 0, fresh._batches(inner, 4), config)
+    fresh._burn_in(inner)
+    assert inner.step == 4
+    for k in expected:
+        torch.testing.assert_close(inner.params[k], expected[k])
+    with pytest.raises(ValueError, match="burn_in=6"):
+        _es(inner_steps=6, burn_in=6)
+    with pytest.raises(ValueError, match="burn_in=-1"):
+        _es(burn_in=-1)
+
+
+def test_burn_in_resumes_exactly(tmp_path):
+    es = _es(inner_steps=6, truncation=2, burn_in=3)
+    straight = ESTrainer(_task(), es)
+    straight.run(progress=False)
+    first = ESTrainer(_task(), es, checkpoint_path=tmp_path / "checkpoint.pt")
+    first.run(progress=False, until=3)
+    resumed = ESTrainer(_task(), es)
+    resumed.load_state(load_lopt_checkpoint(tmp_path))
+    resumed.run(progress=False)
+    assert [r.meta_loss for r in straight.history] == [r.meta_loss for r in resumed.history]
+    assert [r.inner_step for r in straight.history] == [5, 6, 5, 6]

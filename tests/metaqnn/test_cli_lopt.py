@@ -65,6 +65,19 @@ def test_lopt_train_resume_and_eval(capsys, tmp_path):
     assert before[0]["val_noisy_loss"] != row["val_noisy_loss"]  # the ES steps changed theta
 
 
+@pytest.mark.slow
+def test_lopt_train_on_the_adam_base_with_burn_in(capsys, tmp_path):
+    run = tmp_path / "adam-base"
+    code, out, _ = _run(capsys, "lopt", "train", "--outer-steps", "2", "--logdir", str(run),
+                        "--base", "adam", "--base-lr", "0.02", "--exp-mult", "0.1",
+                        "--theta-init", "zero_output", "--burn-in", "1", *TINY)  # fmt: skip
+    assert code == 0, out
+    state = load_lopt_checkpoint(run)
+    assert state["lopt_config"]["base"] == "adam" and state["lopt_config"]["base_lr"] == 0.02
+    assert state["es_config"]["burn_in"] == 1 and state["es_config"]["theta_init"] == "zero_output"
+    assert [r["inner_step"] for r in state["history"]] == [3, 3]  # burn-in 1, then 2 scored
+
+
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
@@ -73,6 +86,8 @@ def test_lopt_train_resume_and_eval(capsys, tmp_path):
         (["--channels", "2,2", "--strides", "1"], "(2, 2)"),
         (["--sigma", "0"], "sigma=0.0"),
         (["--pairs", "0"], "pairs=0"),
+        (["--burn-in", "3"], "burn_in=3"),
+        (["--base", "adam", "--base-lr", "0"], "base_lr=0.0"),
     ],
 )
 def test_bad_train_options_are_one_line(capsys, tmp_path, argv, fragment):
