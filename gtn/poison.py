@@ -432,6 +432,8 @@ class StepStats:
     success: float
     other_accuracy: float
     seconds: float
+    skipped: bool = False
+    """A non-finite loss or gradient: the poisons were left as they were."""
 
     def to_dict(self) -> dict[str, float]:
         """Plain values."""
@@ -483,7 +485,8 @@ class PoisonAttack:
     # -- one outer step
     def outer_step(self) -> StepStats:
         """Average the outer objective's gradient over ``meta_batch`` victim trainings and take
-        one Adam step on the poison pixels."""
+        one Adam step on the poison pixels (skipped, and recorded as such, when the loss or the
+        gradient is not finite)."""
         start = time.perf_counter()
         config, data = self.config, self.data
         n = len(data.train_y) + config.count
@@ -510,11 +513,15 @@ class PoisonAttack:
                     ]
                 )
             )
-        self.optimizer.step()
-        self.step += 1
         adv_mean, clean_mean, success, other = torch.stack(records).mean(0).tolist()  # one sync
+        skipped = not all(math.isfinite(v) for v in (adv_mean, clean_mean)) or not all(
+            bool(torch.isfinite(p.grad).all()) for p in self.poisons.parameters()
+        )
+        if not skipped:
+            self.optimizer.step()
+        self.step += 1
         stats = StepStats(
-            self.step, adv_mean, clean_mean, success, other, time.perf_counter() - start
+            self.step, adv_mean, clean_mean, success, other, time.perf_counter() - start, skipped
         )
         self.history.append(stats)
         return stats
@@ -603,8 +610,8 @@ class PoisonAttack:
         with bar:
             while self.step < self.config.outer_steps:
                 stats = self.outer_step()
-                if not math.isfinite(stats.adversarial):
-                    raise FloatingPointError(f"outer step {stats.step}: non-finite loss")
+                if stats.skipped:
+                    bar.write(f"outer step {stats.step}: non-finite loss or gradient, skipped")
                 if on_step is not None:
                     on_step(stats)
                 bar.update(1)

@@ -176,3 +176,16 @@ def test_bad_configs_name_the_value(kw, match):
         _config(**kw)
     with pytest.raises(ValueError, match="batch_size=0"):
         VictimConfig(batch_size=0)
+
+
+def test_a_non_finite_step_is_skipped_not_fatal():
+    data, source = _data()
+    attack = PoisonAttack(_factory, data, _config(outer_steps=2), VICTIM, source)
+    before = attack.poisons.raw.detach().clone()
+    broken = Data(
+        data.train_x, data.train_y, data.val_x * float("nan"), data.val_y, data.mean, data.std
+    )
+    attack.data = broken
+    history = attack.run()
+    assert [s.skipped for s in history] == [True, True]
+    torch.testing.assert_close(attack.poisons.raw.detach(), before)
