@@ -259,13 +259,6 @@ class Data:
         std = torch.tensor(self.std, device=pixels.device).expand(c).view(1, c, 1, 1)
         return (pixels - mean) / std
 
-    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Inputs -> [0, 1] pixels."""
-        c = x.shape[1]
-        mean = torch.tensor(self.mean, device=x.device).expand(c).view(1, c, 1, 1)
-        std = torch.tensor(self.std, device=x.device).expand(c).view(1, c, 1, 1)
-        return (x * std + mean).clamp(0, 1)
-
 
 def _seed(*parts: int) -> int:
     """A 62-bit seed from integers (FNV-1a over them: the same in every process)."""
@@ -443,6 +436,9 @@ class StepStats:
 @dataclass
 class PoisonAttack:
     """Learns poisons against a victim family by backpropagating through its training.
+
+    Victims should have no running statistics (batch norm in training mode would update its
+    buffers at every unrolled step of every outer step).
 
     Args:
         factory: Builds a fresh victim module (under a seeded RNG).
