@@ -97,7 +97,12 @@ class Config:
     unknown_meta_batch: int = 2
     """Victim trainings per outer step of a ``fixed`` or ``random`` attack."""
     outer_lr: float = 0.1
-    """Outer Adam learning rate on the pixel logits."""
+    """Outer Adam learning rate on the pixel logits (``white-box``)."""
+    unknown_outer_lr: float = 0.1
+    """Outer Adam learning rate of a ``fixed`` or ``random`` attack."""
+    unknown_truncate: int = 0
+    """Backpropagate a ``fixed`` or ``random`` attack only through the last this many victim
+    steps (0: all)."""
     init_pool: int = 4
     """Initialisations a ``random`` attacker trains against."""
     eval_runs: int = 3
@@ -147,8 +152,9 @@ class Config:
             count=count,
             init="source",
             outer_steps=self.outer_steps if white else self.unknown_outer_steps,
-            outer_lr=self.outer_lr,
+            outer_lr=self.outer_lr if white else self.unknown_outer_lr,
             meta_batch=1 if white else self.unknown_meta_batch,
+            truncate=None if white or not self.unknown_truncate else self.unknown_truncate,
             init_pool=self.init_pool,
             seed=self.seed,
             **THREATS[threat],

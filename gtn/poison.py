@@ -128,6 +128,10 @@ class PoisonConfig:
     saw."""
     clean_weight: float = 1.0
     """Weight of the other classes' cross-entropy in the outer objective."""
+    truncate: int | None = None
+    """Backpropagate only through the last this many steps of the poisoned training (earlier
+    steps run without a graph: cheaper, and a poison seen early is mostly undone by the clean
+    batches after it); None: through all of them."""
     seed: int = 0
     """Seeds the poisons' initialisation, the victims' initialisations and the batch orders."""
 
@@ -153,6 +157,12 @@ class PoisonConfig:
             raise ValueError(f"PoisonConfig.outer_lr={self.outer_lr!r}: expected > 0")
         if not self.clean_weight >= 0:
             raise ValueError(f"PoisonConfig.clean_weight={self.clean_weight!r}: expected >= 0")
+        if self.truncate is not None and (
+            isinstance(self.truncate, bool)
+            or not isinstance(self.truncate, int)
+            or self.truncate < 1
+        ):
+            raise ValueError(f"PoisonConfig.truncate={self.truncate!r}: expected None or >= 1")
 
 
 # ------------------------------------------------------------------ victim training
@@ -197,9 +207,11 @@ def train_functional(
     victim: VictimConfig,
     *,
     create_graph: bool,
+    truncate: int | None = None,
 ) -> Params:
     """SGD with momentum over the batches ``orders`` index into ``(x, y)``, as a pure function
-    of the parameters (differentiable in ``x`` and ``params`` with ``create_graph``)."""
+    of the parameters (differentiable in ``x`` and ``params`` with ``create_graph``, through
+    the last ``truncate`` steps only if given)."""
     device = x.device
     orders = [o.to(device) for o in orders]
     sgd = _FixedSGD(len(orders), victim.lr, victim.momentum, device)
@@ -211,6 +223,7 @@ def train_functional(
         sgd,
         len(orders),
         create_graph=create_graph,
+        truncate=truncate,
     )
     return result.params
 
@@ -493,7 +506,15 @@ class PoisonAttack:
             orders = epoch_orders(n, self.victim.epochs, self.victim.batch_size, order_seed)
             params = {k: v.clone().requires_grad_() for k, v in victim.params.items()}
             trained = train_functional(
-                victim.model, params, victim.buffers, x, y, orders, self.victim, create_graph=True
+                victim.model,
+                params,
+                victim.buffers,
+                x,
+                y,
+                orders,
+                self.victim,
+                create_graph=True,
+                truncate=config.truncate,
             )
             logits = functional_call(victim.model, (trained, victim.buffers), (data.val_x,))
             adv, clean = outer_losses(logits, data.val_y, config.source, config.target)

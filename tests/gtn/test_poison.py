@@ -17,6 +17,7 @@ from gtn.poison import (
     epoch_orders,
     evaluate_poisons,
     held_out_victims,
+    poisoned_set,
     train_functional,
     train_victim,
 )
@@ -169,6 +170,7 @@ def test_attack_score():
         (dict(init="zeros"), "init='zeros'"),
         (dict(victim_init="random", known_order=True), "known_order=True"),
         (dict(outer_lr=0.0), "outer_lr=0.0"),
+        (dict(truncate=0), "truncate=0"),
     ],
 )
 def test_bad_configs_name_the_value(kw, match):
@@ -189,3 +191,37 @@ def test_a_non_finite_step_is_skipped_not_fatal():
     history = attack.run()
     assert [s.skipped for s in history] == [True, True]
     torch.testing.assert_close(attack.poisons.raw.detach(), before)
+
+
+def test_truncation_changes_the_graph_not_the_training():
+    data, source = _data()
+    attack = PoisonAttack(_factory, data, _config(count=4), VICTIM, source)
+    victim = attack.victim_for(attacker_victims(attack.config, 0)[0][0])
+    x, y = poisoned_set(data, attack.poisons.pixels(), 1)
+    orders = epoch_orders(len(y), 1, 16, seed=0)
+    runs = {}
+    for truncate in (None, 2):
+        params = {k: v.clone().requires_grad_() for k, v in victim.params.items()}
+        runs[truncate] = train_functional(
+            victim.model,
+            params,
+            victim.buffers,
+            x,
+            y,
+            orders,
+            VICTIM,
+            create_graph=True,
+            truncate=truncate,
+        )
+    for name, p in runs[None].items():
+        torch.testing.assert_close(runs[2][name], p)
+    last = torch.cat([orders[-2], orders[-1]])
+    grads = {}
+    for truncate, params in runs.items():
+        loss = sum(p.square().sum() for p in params.values())
+        (grads[truncate],) = torch.autograd.grad(
+            loss, attack.poisons.raw, retain_graph=True, allow_unused=True
+        )
+    in_last = (last >= len(data.train_y)).any()
+    assert grads[None] is not None and grads[None].abs().sum() > 0
+    assert (grads[2] is not None and grads[2].abs().sum() > 0) == bool(in_last)
