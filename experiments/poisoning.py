@@ -88,7 +88,7 @@ class Config:
     """Threat models (keys of :data:`THREATS`)."""
     counts: tuple[int, ...] = (5, 10, 20)
     """Numbers of poisons of the ``white-box`` curve."""
-    unknown_counts: tuple[int, ...] = (20,)
+    unknown_counts: tuple[int, ...] = (5, 10, 20)
     """Numbers of poisons of the ``fixed`` and ``random`` threat models."""
     outer_steps: int = 200
     """Outer steps of a ``white-box`` attack."""
