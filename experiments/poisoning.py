@@ -30,6 +30,7 @@ import torch
 
 from envs.layers import Architecture
 from experiments.harness import Context, Outcome, main
+from gtn.meta import LearnerFactory
 from gtn.poison import (
     Data,
     PoisonAttack,
@@ -42,7 +43,8 @@ from metaqnn.errors import ConfigError
 from metaqnn.evaluation import PixelModel
 from metaqnn.evaluation.robustness import RobustnessConfig, evaluate_robustness
 from metaqnn.markdown import markdown_table
-from metaqnn.nets import NetConfig, build_model
+from metaqnn.nets import NetConfig
+from metaqnn.teaching import fixed_learner_factory
 
 NAME = "poisoning"
 
@@ -170,7 +172,7 @@ class Setup:
     test_x: torch.Tensor
     test_y: torch.Tensor
     test_pixels: torch.Tensor
-    factory: Any
+    factory: LearnerFactory
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
@@ -193,12 +195,8 @@ def _setup(config: Config, ctx: Context) -> Setup:
     data = Data(ds.train.x[pick], ds.train.y[pick], val_x, val_y, ds.mean, ds.std)
     # poisons start from source images outside both the victim's data and the outer objective
     rest = ds.val.x[config.val_images :][ds.val.y[config.val_images :] == config.source]
-    arch = Architecture.parse(config.architecture)
-    shape = ds.spec.input_shape
     net = NetConfig(norm="none", activation="relu", dropout=False, init="kaiming")
-
-    def factory() -> torch.nn.Module:
-        return build_model(arch, in_channels=shape[0], input_size=shape[1], config=net)
+    factory = fixed_learner_factory(Architecture.parse(config.architecture), ds, net, ctx.device)
 
     return Setup(
         data,

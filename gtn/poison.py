@@ -37,10 +37,10 @@ from torch import nn
 from torch.func import functional_call
 
 from gtn.inner_loop import Params, model_params, unroll
+from gtn.meta import LearnerFactory
 
 CHECKPOINT_KIND = "poison"
 CHECKPOINT_VERSION = 1
-ModelFactory = Callable[[], nn.Module]
 
 
 # ------------------------------------------------------------------ configs
@@ -291,21 +291,21 @@ class Victim:
     init_seed: int
 
 
+def pretrain_orders(n: int, victim: VictimConfig, init_seed: int) -> list[torch.Tensor]:
+    """The batches of the clean pre-training of the victim of ``init_seed``."""
+    return epoch_orders(n, victim.pretrain_epochs, victim.batch_size, _seed(init_seed, 1))
+
+
 def pretrained_victim(
-    factory: ModelFactory, data: Data, victim: VictimConfig, init_seed: int
+    factory: LearnerFactory, data: Data, victim: VictimConfig, init_seed: int
 ) -> Victim:
-    """Build a victim under ``init_seed`` and pre-train it on the clean data (functional SGD,
+    """Build the victim of ``init_seed`` and pre-train it on the clean data (functional SGD,
     no graph; the same arithmetic as :func:`train_victim`)."""
-    device = data.train_x.device
-    with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
-        torch.manual_seed(init_seed)
-        model = factory().to(device)
+    model = factory(init_seed).to(data.train_x.device)
     params, buffers = model_params(model)
     params = {k: v.detach() for k, v in params.items()}
     if victim.pretrain_epochs:
-        orders = epoch_orders(
-            len(data.train_y), victim.pretrain_epochs, victim.batch_size, _seed(init_seed, 1)
-        )
+        orders = pretrain_orders(len(data.train_y), victim, init_seed)
         params = train_functional(
             model, params, buffers, data.train_x, data.train_y, orders, victim, create_graph=False
         )
@@ -454,7 +454,7 @@ class PoisonAttack:
     buffers at every unrolled step of every outer step).
 
     Args:
-        factory: Builds a fresh victim module (under a seeded RNG).
+        factory: Seed -> a freshly initialised victim module (``gtn.meta.LearnerFactory``).
         data: Clean training set and held-out outer-objective images.
         config: The attack.
         victim: How the victim trains.
@@ -462,7 +462,7 @@ class PoisonAttack:
             not from the victim's training set.
     """
 
-    factory: ModelFactory
+    factory: LearnerFactory
     data: Data
     config: PoisonConfig
     victim: VictimConfig
@@ -641,7 +641,7 @@ class PoisonAttack:
 
 
 def evaluate_poisons(
-    factory: ModelFactory,
+    factory: LearnerFactory,
     data: Data,
     config: PoisonConfig,
     victim: VictimConfig,
@@ -659,13 +659,9 @@ def evaluate_poisons(
     device = data.train_x.device
     out = []
     for init_seed, order_seed in held_out_victims(config, runs):
-        with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
-            torch.manual_seed(init_seed)
-            model = factory().to(device)
+        model = factory(init_seed).to(device)
         if victim.pretrain_epochs:
-            orders = epoch_orders(
-                len(data.train_y), victim.pretrain_epochs, victim.batch_size, _seed(init_seed, 1)
-            )
+            orders = pretrain_orders(len(data.train_y), victim, init_seed)
             train_victim(model, data.train_x, data.train_y, orders, victim)
         if poison_pixels is None:
             x, y = data.train_x, data.train_y

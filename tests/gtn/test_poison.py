@@ -42,8 +42,10 @@ def _data() -> tuple[Data, torch.Tensor]:
     return data, sx[torch.arange(32) % 4 == 0]  # source (class 0) images, not the victim's
 
 
-def _factory() -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))
+def _factory(seed: int) -> nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))
 
 
 VICTIM = VictimConfig(pretrain_epochs=2, epochs=1, batch_size=16, lr=0.1, momentum=0.5)
@@ -56,8 +58,7 @@ def _config(**kw) -> PoisonConfig:
 
 def test_functional_training_matches_torch_sgd():
     data, _ = _data()
-    torch.manual_seed(0)
-    model = _factory()
+    model = _factory(0)
     params, buffers = model_params(model)
     orders = epoch_orders(len(data.train_y), 2, 16, seed=3)
     trained = train_functional(
