@@ -1,6 +1,11 @@
 """The inner loop: a learner trained by SGD with momentum whose learning rate and momentum are
 learned per step, written as a pure function of (parameters, batches) on
 ``torch.func.functional_call`` so that the meta-gradient flows through every step.
+
+What the momentum accumulates is a *step rule* applied to each parameter's gradient, chosen by
+name from :data:`STEP_RULES`: ``sgd`` (the gradient itself, the paper's) or ``relative`` (the
+gradient rescaled per tensor to the tensor's own norm, as in LARS), which makes one learned
+schedule fit architectures whose gradient scales differ by orders of magnitude.
 """
 
 from __future__ import annotations
@@ -17,6 +22,67 @@ from torch.func import functional_call
 Params = dict[str, torch.Tensor]
 #: Inner step -> (inputs (B, C, H, W), targets: (B,) labels or (B, K) distributions).
 BatchFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
+#: (parameter, its gradient) -> the direction the momentum accumulates.
+StepRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+#: The ``relative`` rule's floor on a tensor's norm, per square root of its elements (so that a
+#: tensor initialised at zero, a bias, still moves).
+RELATIVE_FLOOR = 1e-2
+#: The ``relative`` rule multiplies a gradient by at most this: with the default rate 0.03 an
+#: effective SGD rate of 3, above the best rates measured for any sampled architecture (at
+#: most 1.0), so it bounds only the rescaling of rounding residue (see the rule).
+RELATIVE_MAX_SCALE = 100.0
+
+
+def _sgd_rule(param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """The gradient itself: ``v <- m v + g``."""
+    return grad
+
+
+def _relative_rule(param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """The gradient rescaled to the parameter tensor's norm (plus a floor of
+    :data:`RELATIVE_FLOOR` per square root of its elements): a learning rate ``lr`` then moves
+    every tensor by about ``lr`` of its own size, whatever its fan-in and gradient scale.
+
+    On real MNIST data, 32 steps of 128 and momentum 0.5, over 11 sampled architectures of the
+    MNIST space at widths / 16, one shared learning rate (0.03) gave a median test accuracy of
+    0.797 with this rule against 0.636 for the best shared SGD rate and 0.700 for the best
+    shared Adam rate; the per-architecture best SGD rates ranged over 0.01-1.0.
+
+    The rescaling factor is held constant in the meta-gradient (a stop-gradient, as learned
+    optimisers treat their normalisers) and capped at :data:`RELATIVE_MAX_SCALE`. A gradient
+    that is zero up to rounding (the weight-normalised direction of a layer with one input, as
+    in ``[GAP, SM(10)]``) would otherwise be rescaled by about 1e8, and that factor compounds
+    over the unroll: the meta-gradient of one outer step on ``[GAP, SM(10)]`` was NaN uncapped
+    or capped at 1e4, 2.5e6 capped at 1e3 and 0.04 capped at 100; 15 of the first 52 outer
+    steps of an MNIST meta-training across the space had a non-finite meta-gradient before. The
+    meta-gradient through the gradient itself, and through the last step's learning rate and
+    momentum, is exact.
+    """
+    floor = RELATIVE_FLOOR * param.numel() ** 0.5
+    with torch.no_grad():  # the factor is a constant of the meta-gradient (see above)
+        scale = ((param.norm() + floor) / grad.norm()).clamp(max=RELATIVE_MAX_SCALE)
+    return grad * scale
+
+
+#: Step rule name -> rule (see the module docstring).
+STEP_RULES: dict[str, StepRule] = {"sgd": _sgd_rule, "relative": _relative_rule}
+#: Step rule name -> the initial learning rate a teacher's schedule starts from by default
+#: (sgd: the paper's 0.02; relative: the best shared rate of the measurement above).
+INITIAL_LR: dict[str, float] = {"sgd": 0.02, "relative": 0.03}
+
+
+def step_rule(name: str) -> StepRule:
+    """The rule called ``name``; a ValueError names the bad value and the choices."""
+    if name not in STEP_RULES:
+        raise ValueError(f"step rule {name!r}: choose from {', '.join(STEP_RULES)}")
+    return STEP_RULES[name]
+
+
+def rule_of(schedule: object) -> str:
+    """The step rule a schedule names in its ``rule`` attribute (``sgd`` if it names none:
+    the distilled-data and fixed schedules)."""
+    return getattr(schedule, "rule", "sgd")
 
 
 class LearnedSGD(nn.Module):
@@ -27,13 +93,19 @@ class LearnedSGD(nn.Module):
         lr: Initial learning rate of every step (the paper's 0.02).
         momentum: Initial momentum of every step (the paper's 0.5); kept in (0, 1) by a
             sigmoid.
+        rule: The step rule (a key of :data:`STEP_RULES`) whose output the momentum
+            accumulates.
     """
 
-    def __init__(self, steps: int, lr: float = 0.02, momentum: float = 0.5) -> None:
+    def __init__(
+        self, steps: int, lr: float = 0.02, momentum: float = 0.5, rule: str = "sgd"
+    ) -> None:
         super().__init__()
         if steps < 1 or lr <= 0 or not 0 < momentum < 1:
             raise ValueError(f"LearnedSGD needs steps >= 1, lr > 0, 0 < momentum < 1; got "
                              f"{steps}, {lr}, {momentum}")  # fmt: skip
+        step_rule(rule)
+        self.rule = rule
         self.log_lr = nn.Parameter(torch.full((steps,), math.log(lr)))
         self.momentum_logit = nn.Parameter(
             torch.full((steps,), math.log(momentum / (1 - momentum)))
@@ -84,8 +156,10 @@ def sgd_step(
     momentum: torch.Tensor,
     *,
     create_graph: bool,
+    rule: str = "sgd",
 ) -> tuple[Params, Params, torch.Tensor]:
-    """One SGD-with-momentum step: ``v <- m v + g``, ``p <- p - lr v``.
+    """One SGD-with-momentum step: ``v <- m v + r(p, g)``, ``p <- p - lr v``, ``r`` the step
+    rule named ``rule`` (for ``sgd``, ``r(p, g) = g``).
 
     Returns:
         New parameters, new velocity and the step's loss. With ``create_graph`` the new
@@ -97,7 +171,11 @@ def sgd_step(
         logits = functional_call(model, (params, buffers), (x,))  # (B, K)
         loss = loss_fn(logits, targets)
         grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph)
-    new_v = {n: momentum * velocity[n] + g for n, g in zip(names, grads, strict=True)}
+    direction = step_rule(rule)
+    new_v = {
+        n: momentum * velocity[n] + direction(params[n], g)
+        for n, g in zip(names, grads, strict=True)
+    }
     new_p = {n: params[n] - lr * new_v[n] for n in names}
     return new_p, new_v, loss
 
@@ -110,15 +188,16 @@ class _CheckpointedStep(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, model, buffers, names, n, lr, momentum, x, targets, *tensors):  # type: ignore[override]
+    def forward(ctx, model, buffers, names, n, rule, lr, momentum, x, targets, *tensors):  # type: ignore[override]
         params = dict(zip(names, tensors[:n], strict=True))
         velocity = dict(zip(names, tensors[n:], strict=True))
         with torch.enable_grad():
             detached = {k: p.detach().requires_grad_() for k, p in params.items()}
             new_p, new_v, loss = sgd_step(
-                model, detached, buffers, velocity, x, targets, lr, momentum, create_graph=False
-            )
-        ctx.model, ctx.buffers, ctx.names, ctx.n = model, buffers, names, n
+                model, detached, buffers, velocity, x, targets, lr, momentum,
+                create_graph=False, rule=rule,
+            )  # fmt: skip
+        ctx.model, ctx.buffers, ctx.names, ctx.n, ctx.rule = model, buffers, names, n, rule
         ctx.save_for_backward(lr, momentum, x, targets, *tensors)
         ctx.mark_non_differentiable(loss)
         return (*(new_p[k].detach() for k in names), *(new_v[k].detach() for k in names),
@@ -129,7 +208,7 @@ class _CheckpointedStep(torch.autograd.Function):
         lr, momentum, x, targets, *tensors = ctx.saved_tensors
         names, n = ctx.names, ctx.n
         inputs = [lr, momentum, x, targets, *tensors]
-        wants = list(ctx.needs_input_grad[4:])
+        wants = list(ctx.needs_input_grad[5:])
         leaves = [
             t.detach().requires_grad_(w and t.is_floating_point())
             for t, w in zip(inputs, wants, strict=True)
@@ -139,8 +218,9 @@ class _CheckpointedStep(torch.autograd.Function):
         velocity = dict(zip(names, rest[n:], strict=True))
         with torch.enable_grad():
             new_p, new_v, _ = sgd_step(
-                ctx.model, params, ctx.buffers, velocity, x_, y_, lr_, m_, create_graph=True
-            )
+                ctx.model, params, ctx.buffers, velocity, x_, y_, lr_, m_, create_graph=True,
+                rule=ctx.rule,
+            )  # fmt: skip
             outputs = [*(new_p[k] for k in names), *(new_v[k] for k in names)]
             grads = grad_outputs[: 2 * n]
             pairs = [(o, g) for o, g in zip(outputs, grads, strict=True) if o.requires_grad]
@@ -149,7 +229,7 @@ class _CheckpointedStep(torch.autograd.Function):
                 [o for o, _ in pairs], wanted, [g for _, g in pairs], allow_unused=True
             )
         by_leaf = dict(zip(map(id, wanted), found, strict=True))
-        return (None, None, None, None, *(by_leaf.get(id(leaf)) for leaf in leaves))
+        return (None, None, None, None, None, *(by_leaf.get(id(leaf)) for leaf in leaves))
 
 
 def checkpointed_sgd_step(
@@ -161,6 +241,7 @@ def checkpointed_sgd_step(
     targets: torch.Tensor,
     lr: torch.Tensor,
     momentum: torch.Tensor,
+    rule: str = "sgd",
 ) -> tuple[Params, Params, torch.Tensor]:
     """:func:`sgd_step` with ``create_graph`` semantics but gradient checkpointing: the step is
     recomputed in the backward pass instead of keeping its graph. Gradients are the same as
@@ -169,7 +250,7 @@ def checkpointed_sgd_step(
     """
     names = list(params)
     out = _CheckpointedStep.apply(
-        model, buffers, names, len(names), lr, momentum, x, targets,
+        model, buffers, names, len(names), rule, lr, momentum, x, targets,
         *(params[k] for k in names), *(velocity[k] for k in names),
     )  # fmt: skip
     n = len(names)
@@ -216,7 +297,7 @@ def unroll(
     """
     if steps > optimizer.steps:
         raise ValueError(f"{steps} inner steps requested, the schedule has {optimizer.steps}")
-    lrs, momenta = optimizer.lrs(), optimizer.momenta()
+    lrs, momenta, rule = optimizer.lrs(), optimizer.momenta(), rule_of(optimizer)
     velocity = {n: torch.zeros_like(p) for n, p in params.items()}
     first_graph_step = 0 if truncate is None or not create_graph else max(0, steps - truncate)
     losses, kept = [], {}
@@ -234,13 +315,14 @@ def unroll(
             lr, m = lrs[t], momenta[t]
         if graph and checkpoint:
             params, velocity, loss = checkpointed_sgd_step(
-                model, params, buffers, velocity, x, targets, lr, m
+                model, params, buffers, velocity, x, targets, lr, m, rule
             )
         else:
             with torch.set_grad_enabled(graph or torch.is_grad_enabled()):
                 params, velocity, loss = sgd_step(
-                    model, params, buffers, velocity, x, targets, lr, m, create_graph=graph
-                )
+                    model, params, buffers, velocity, x, targets, lr, m, create_graph=graph,
+                    rule=rule,
+                )  # fmt: skip
         if not graph:
             params = {n: p.detach() for n, p in params.items()}
             velocity = {n: v.detach() for n, v in velocity.items()}

@@ -34,6 +34,10 @@ class TeacherConfig:
     """Initial inner learning rate (the paper's)."""
     init_momentum: float = 0.5
     """Initial inner momentum (the paper's)."""
+    inner_rule: str = "sgd"
+    """Step rule of the inner optimiser (``gtn.inner_loop.STEP_RULES``): ``sgd``, the paper's,
+    or ``relative``, per-tensor steps in proportion to each tensor's norm (one schedule for
+    architectures of very different gradient scales: the search space)."""
     seed: int = 0
     """Seed of the teacher's initialisation."""
 
@@ -192,7 +196,9 @@ class GTNTeacher(SyntheticTeacher):
             soft_labels=config.soft_labels,
             seed=config.seed,
         )
-        self.schedule = LearnedSGD(config.inner_steps, config.init_lr, config.init_momentum)
+        self.schedule = LearnedSGD(
+            config.inner_steps, config.init_lr, config.init_momentum, rule=config.inner_rule
+        )
 
     def batches(
         self, generator: torch.Generator | None = None, *, checkpoint: bool = False

@@ -16,6 +16,7 @@ import torch
 from envs.layers import Architecture
 from envs.space import get_space
 from gtn.distill import DistilledData
+from gtn.inner_loop import INITIAL_LR, STEP_RULES
 from gtn.meta import (
     CHECKPOINT_NAME,
     MetaConfig,
@@ -133,6 +134,15 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inner-steps", type=int, default=32)
     p.add_argument("--inner-batch", type=int, default=128)
     p.add_argument("--soft-labels", action="store_true")
+    p.add_argument(
+        "--inner-rule",
+        default="sgd",
+        help=f"inner step rule ({', '.join(STEP_RULES)}): sgd (the paper's) or relative "
+        "(each tensor moves in proportion to its norm; one schedule fits the whole space)",
+    )
+    p.add_argument("--init-lr", type=float, default=None,
+                   help="initial inner learning rate (default: 0.02 for sgd, 0.03 for "
+                   "relative)")  # fmt: skip
     p.add_argument("--generator-hidden", type=int, default=1024)
     p.add_argument("--noise-dim", type=int, default=128)
     p.add_argument("--outer-steps", type=int, default=None,
@@ -202,6 +212,8 @@ def run_train(args: argparse.Namespace) -> int:
                     data, curriculum=args.curriculum, inner_steps=args.inner_steps,
                     inner_batch=args.inner_batch, soft_labels=args.soft_labels, seed=args.seed,
                     generator_hidden=args.generator_hidden, generator_noise_dim=args.noise_dim,
+                    inner_rule=args.inner_rule,
+                    init_lr=args.init_lr or INITIAL_LR.get(args.inner_rule, INITIAL_LR["sgd"]),
                 )  # fmt: skip
                 teacher = GTNTeacher(config).to(device)
             if args.init_from:

@@ -185,6 +185,26 @@ def test_gtn_train_resume_sample_eval(capsys, tmp_path):
     assert code == 0 and "GTN, 2 steps" in out and "real data, Adam lr 0.01" in out
 
 
+def test_gtn_train_with_the_relative_step_rule(capsys, tmp_path):
+    import math
+
+    import torch
+
+    run = tmp_path / "rel"
+    code, out, _ = _run(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(run),
+                        "--inner-rule", "relative", *GTN_TINY)  # fmt: skip
+    assert code == 0, out
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["teacher_config"]["inner_rule"] == "relative"
+    assert state["teacher_config"]["init_lr"] == 0.03  # the rule's default initial rate
+    assert not state["history"][0]["skipped"] and math.isfinite(state["history"][0]["meta_loss"])
+    code, out, _ = _run(capsys, "gtn", "eval", str(run), "[C(16,3,1), P(2,2), FC(64), SM(10)]",
+                        "--seeds", "1", "--real-lrs", "0.01")  # fmt: skip
+    assert code == 0 and "GTN, 2 steps" in out
+    _one_line_error(capsys, "gtn", "train", "--inner-rule", "lars", "--outer-steps", "1",
+                    "--logdir", str(tmp_path / "x"), contains=("lars",))  # fmt: skip
+
+
 def test_gtn_init_from_another_run(capsys, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     assert _run(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(first),
