@@ -97,6 +97,9 @@ class PlainSGDSchedule(nn.Module):
     momentum its step ``p <- p - lr g`` is DD's plain SGD.
     """
 
+    #: Step rule (``gtn.inner_loop.STEP_RULES``): the plain gradient.
+    rule = "sgd"
+
     def __init__(self, steps: int, lr: float) -> None:
         super().__init__()
         self.raw_lr = nn.Parameter(torch.full((steps,), math.log(math.expm1(lr))))  # softplus^-1

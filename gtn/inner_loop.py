@@ -80,12 +80,6 @@ def step_rule(name: str) -> StepRule:
     return STEP_RULES[name]
 
 
-def rule_of(schedule: object) -> str:
-    """The step rule a schedule names in its ``rule`` attribute (``sgd`` if it names none:
-    the distilled-data and fixed schedules)."""
-    return getattr(schedule, "rule", "sgd")
-
-
 class LearnedSGD(nn.Module):
     """Per-step learning rate (log-parameterised) and momentum (logit-parameterised).
 
@@ -298,7 +292,7 @@ def unroll(
     """
     if steps > optimizer.steps:
         raise ValueError(f"{steps} inner steps requested, the schedule has {optimizer.steps}")
-    lrs, momenta, rule = optimizer.lrs(), optimizer.momenta(), rule_of(optimizer)
+    lrs, momenta, rule = optimizer.lrs(), optimizer.momenta(), optimizer.rule
     velocity = {n: torch.zeros_like(p) for n, p in params.items()}
     first_graph_step = 0 if truncate is None or not create_graph else max(0, steps - truncate)
     losses, kept = [], {}

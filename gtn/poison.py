@@ -185,6 +185,8 @@ def epoch_orders(n: int, epochs: int, batch_size: int, seed: int) -> list[torch.
 class _FixedSGD:
     """A constant learning rate and momentum, duck-typing :class:`gtn.inner_loop.LearnedSGD`."""
 
+    rule = "sgd"  # the plain gradient (gtn.inner_loop.STEP_RULES)
+
     def __init__(self, steps: int, lr: float, momentum: float, device: torch.device) -> None:
         self.steps = steps
         self._lr = torch.full((steps,), lr, device=device)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, stack_module_state, vmap
 
-from gtn.inner_loop import LearnedSGD, Params, loss_fn, rule_of, step_rule
+from gtn.inner_loop import LearnedSGD, Params, loss_fn, step_rule
 
 
 @contextlib.contextmanager
@@ -84,7 +84,7 @@ def unroll_population(
         return loss_fn(functional_call(model, (p, b), (x,)), y)
 
     grads = vmap(grad(step_loss), in_dims=(0, 0, None, None))
-    direction = vmap(step_rule(rule_of(schedule)))  # per member
+    direction = vmap(step_rule(schedule.rule))  # per member
     with torch.no_grad():
         lrs, momenta = schedule.lrs().detach(), schedule.momenta().detach()
     params = {n: p.detach() for n, p in params.items()}

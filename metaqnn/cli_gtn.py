@@ -16,7 +16,7 @@ import torch
 from envs.layers import Architecture
 from envs.space import get_space
 from gtn.distill import DistilledData
-from gtn.inner_loop import INITIAL_LR, STEP_RULES
+from gtn.inner_loop import INITIAL_LR, STEP_RULES, step_rule
 from gtn.meta import (
     CHECKPOINT_NAME,
     MetaConfig,
@@ -208,12 +208,13 @@ def run_train(args: argparse.Namespace) -> int:
                 )  # fmt: skip
                 teacher = DistilledData(config).to(device)
             else:
+                step_rule(args.inner_rule)  # a bad name is a one-line error naming it
                 config = teacher_config(
                     data, curriculum=args.curriculum, inner_steps=args.inner_steps,
                     inner_batch=args.inner_batch, soft_labels=args.soft_labels, seed=args.seed,
                     generator_hidden=args.generator_hidden, generator_noise_dim=args.noise_dim,
                     inner_rule=args.inner_rule,
-                    init_lr=args.init_lr or INITIAL_LR.get(args.inner_rule, INITIAL_LR["sgd"]),
+                    init_lr=args.init_lr or INITIAL_LR[args.inner_rule],
                 )  # fmt: skip
                 teacher = GTNTeacher(config).to(device)
             if args.init_from:
