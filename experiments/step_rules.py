@@ -28,7 +28,7 @@ from tqdm import tqdm
 from envs.space import get_space
 from experiments.gtn_space_table import ARCH_SEED
 from gtn.inner_loop import LearnedSGD, model_params, unroll
-from metaqnn.data import load_dataset
+from metaqnn.data import Split, load_dataset
 from metaqnn.runinfo import run_metadata
 from metaqnn.teaching import GTN_LEARNER, fixed_learner_factory
 from metaqnn.training import evaluate
@@ -84,8 +84,7 @@ def main() -> None:
     rng = np.random.default_rng(ARCH_SEED)
     archs = [space.sample(rng) for _ in range(2 if args.quick else args.count)]
     steps = 4 if args.quick else args.steps
-    test = data.test
-    test = type(test)(test.x[: args.test_size], test.y[: args.test_size])
+    test = Split(data.test.x[: args.test_size], data.test.y[: args.test_size])
     configs = [(rule, lr) for rule, lrs in GRID.items() for lr in lrs]
     rows = []
     for arch in tqdm(archs, unit="arch", disable=args.no_progress):

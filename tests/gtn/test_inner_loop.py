@@ -4,11 +4,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from gtn.inner_loop import LearnedSGD, model_params, unroll
-
-
-def _tiny_learner(dtype=torch.float64):
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).to(dtype)
+from tests.gtn.tiny import central_difference
+from tests.gtn.tiny import mlp as _tiny_learner
 
 
 def _meta_loss(learner, syn, syn_y, sched, real_x, real_y, steps, truncate=None,
@@ -37,16 +34,11 @@ def test_meta_gradient_matches_finite_differences():
     learner = _tiny_learner()
     loss = _meta_loss(learner, syn, syn_y, sched, real_x, real_y, steps)
     d_syn, d_lr, d_m = torch.autograd.grad(loss, [syn, sched.log_lr, sched.momentum_logit])
-    eps = 1e-6
 
     def numeric(tensor, index):
-        with torch.no_grad():
-            tensor[index] += eps
-            up = _meta_loss(learner, syn, syn_y, sched, real_x, real_y, steps)
-            tensor[index] -= 2 * eps
-            down = _meta_loss(learner, syn, syn_y, sched, real_x, real_y, steps)
-            tensor[index] += eps
-        return (up - down) / (2 * eps)
+        return central_difference(
+            lambda: _meta_loss(learner, syn, syn_y, sched, real_x, real_y, steps), tensor, index
+        )
 
     for index in [(0, 0, 0), (1, 2, 3), (3, 3, 5)]:
         assert d_syn[index].item() == pytest.approx(numeric(syn, index).item(), rel=1e-5, abs=1e-9)

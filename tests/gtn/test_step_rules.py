@@ -16,12 +16,8 @@ from gtn.inner_loop import (
 )
 from gtn.population import stack_learners, unroll_population
 from gtn.teacher import GTNTeacher, TeacherConfig
-from tests.gtn.tiny import blobs, flat, learner
-
-
-def _tiny(dtype=torch.float64) -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).to(dtype)
+from tests.gtn.tiny import blobs, central_difference, flat, learner
+from tests.gtn.tiny import mlp as _tiny
 
 
 def _problem(steps: int, seed: int = 0):
@@ -79,16 +75,11 @@ def test_relative_meta_gradient_is_exact_for_the_last_step_and_finite_elsewhere(
     model = _tiny()
     loss = _meta_loss(model, syn, syn_y, sched, real_x, real_y, steps)
     d_syn, d_lr, d_m = torch.autograd.grad(loss, [syn, sched.log_lr, sched.momentum_logit])
-    eps = 1e-6
 
     def numeric(tensor, index):
-        with torch.no_grad():
-            tensor[index] += eps
-            up = _meta_loss(model, syn, syn_y, sched, real_x, real_y, steps)
-            tensor[index] -= 2 * eps
-            down = _meta_loss(model, syn, syn_y, sched, real_x, real_y, steps)
-            tensor[index] += eps
-        return (up - down) / (2 * eps)
+        return central_difference(
+            lambda: _meta_loss(model, syn, syn_y, sched, real_x, real_y, steps), tensor, index
+        )
 
     last = steps - 1
     assert d_lr[last].item() == pytest.approx(numeric(sched.log_lr, last).item(), rel=1e-5)
