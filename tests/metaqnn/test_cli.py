@@ -224,6 +224,22 @@ def test_gtn_init_from_another_run(capsys, tmp_path):
                     contains=("teacher settings differ",))  # fmt: skip
 
 
+def test_gtn_warm_start_is_recorded_and_refused_where_it_cannot_apply(capsys, tmp_path):
+    import torch
+
+    run = tmp_path / "warm"
+    code, out, _ = _run(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(run),
+                        "--warm-start", "3", "--warm-start-lr", "0.01", *GTN_TINY)  # fmt: skip
+    assert code == 0 and "warm start: 3 fit steps" in out, out
+    warm = torch.load(run / "checkpoint.pt", weights_only=True)["extra"]["warm_start"]
+    assert warm["steps"] == 3 and warm["lr"] == 0.01 and warm["final_mse"] > 0
+    _one_line_error(capsys, "gtn", "train", "--resume", str(run), "--warm-start", "3",
+                    contains=("--warm-start 3", "--resume"))  # fmt: skip
+    _one_line_error(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(tmp_path / "x"),
+                    "--warm-start", "3", "--curriculum", "none", *GTN_TINY,
+                    contains=("'none'",))  # fmt: skip
+
+
 def test_gtn_bad_checkpoint_is_one_line(capsys, tmp_path):
     bad = tmp_path / "checkpoint.pt"
     bad.write_bytes(b"nope")

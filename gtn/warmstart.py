@@ -1,0 +1,121 @@
+"""Warm start: fit a GTN teacher's synthetic batches to real examples before meta-training.
+
+Meta-training from a random generator spends its first hundreds of outer steps getting from
+chance to data that teaches at all (on MNIST across the search space, 106 outer steps, 45 CPU
+minutes, reached a median of 0.515 over 30 architectures). A cheap supervised fit skips that:
+each learned generator input of the curriculum is paired with a distinct real training image
+of its label, and the generator and the inputs are regressed onto them (mean squared error in
+the normalised pixel space, Adam). Before any outer step the teacher then shows roughly the
+real images that real-data training would see for the same number of steps, and meta-training
+starts from there. Only the generator and the curriculum's inputs move; the learned inner
+schedule and any soft labels are left as they are.
+
+The fit runs batch by batch, in the curriculum's own batches, so the generator's batch
+statistics are the ones it will see when teaching.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from gtn.teacher import GTNTeacher
+
+
+@dataclass(frozen=True)
+class WarmStartConfig:
+    """The supervised fit of :func:`fit_to_real`."""
+
+    steps: int = 600
+    """Adam steps; each fits one curriculum batch (or, for a pool, one random batch of it)."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    seed: int = 0
+    """Seed of the pairing with real images and of the batch order."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"WarmStartConfig.steps={self.steps}: must be >= 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"WarmStartConfig.lr={self.lr}: must be a positive number")
+
+
+def paired_targets(
+    labels: torch.Tensor, real_x: torch.Tensor, real_y: torch.Tensor, seed: int
+) -> torch.Tensor:
+    """A distinct real image of the same class for every label: shape ``labels.shape + (C, H,
+    W)``. Images of a class are drawn without replacement (seeded) while they last.
+
+    Raises:
+        ValueError: If a label has no real image.
+    """
+    rng = torch.Generator().manual_seed(seed)
+    flat = labels.reshape(-1).cpu()
+    ys = real_y.cpu()
+    chosen = torch.empty(len(flat), dtype=torch.long)
+    for k in flat.unique().tolist():
+        slots = (flat == k).nonzero().squeeze(1)
+        pool = (ys == k).nonzero().squeeze(1)
+        if len(pool) == 0:
+            raise ValueError(f"warm start: no real image of class {k} to fit")
+        order = pool[torch.randperm(len(pool), generator=rng)]
+        chosen[slots] = order[torch.arange(len(slots)) % len(pool)]
+    return real_x[chosen.to(real_x.device)].reshape(*labels.shape, *real_x.shape[1:])
+
+
+def fit_to_real(
+    teacher: GTNTeacher,
+    real_x: torch.Tensor,
+    real_y: torch.Tensor,
+    config: WarmStartConfig = WarmStartConfig(),
+    *,
+    progress: bool = False,
+) -> list[float]:
+    """Regress ``teacher``'s synthetic images onto paired real images (in place).
+
+    Args:
+        teacher: A GTN teacher whose curriculum has learned inputs (``full``,
+            ``shuffled-batch`` or ``all-shuffled``).
+        real_x: (N, C, H, W) normalised real training images, on the teacher's device.
+        real_y: (N,) their labels.
+        config: Steps, learning rate and seed.
+        progress: Show a progress bar.
+
+    Returns:
+        The mean squared error of every step (host floats, read once at the end).
+
+    Raises:
+        ValueError: For a curriculum without learned inputs (``none`` draws fresh noise).
+    """
+    curriculum = teacher.curriculum
+    noise = getattr(curriculum, "noise", None)
+    if not isinstance(noise, torch.nn.Parameter):
+        raise ValueError(
+            f"warm start needs a curriculum with learned inputs; {teacher.config.curriculum!r} "
+            "draws fresh noise every step"
+        )
+    labels = curriculum.labels
+    targets = paired_targets(labels, real_x, real_y, config.seed)  # labels.shape + (C, H, W)
+    params = [*teacher.generator.parameters(), noise]
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    rng = torch.Generator().manual_seed(config.seed)
+    batch = teacher.config.inner_batch
+    losses = []
+    teacher.train()
+    for _ in tqdm(range(config.steps), disable=not progress, unit="fit step"):
+        if noise.dim() == 3:  # (batches, B, Z): one of the curriculum's own batches
+            i = int(torch.randint(noise.shape[0], (1,), generator=rng))
+            z, y, target = noise[i], labels[i], targets[i]
+        else:  # a pool (P, Z): a random batch of it
+            index = torch.randperm(noise.shape[0], generator=rng)[:batch].to(noise.device)
+            z, y, target = noise[index], labels[index], targets[index]
+        loss = F.mse_loss(teacher.generator(z, y), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach())
+    return [float(v) for v in torch.stack(losses).cpu()]
