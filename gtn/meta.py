@@ -10,7 +10,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,15 @@ FORMAT_VERSION = 1
 #: Outer step seed -> a fresh learner (a new initialisation, and possibly a new architecture),
 #: on the teacher's device.
 LearnerFactory = Callable[[int], nn.Module]
+
+#: What the outer loop trains, by name: teacher -> the parameters it updates (the rest stay
+#: frozen, and no graph is built through them). ``schedule`` keeps the synthetic data as it is
+#: (say, fitted to real images by :mod:`gtn.warmstart`) and learns only the inner learning rates
+#: and momenta.
+TRAINED_PARTS: dict[str, Callable[[SyntheticTeacher], Iterable[nn.Parameter]]] = {
+    "all": lambda teacher: teacher.parameters(),
+    "schedule": lambda teacher: teacher.schedule.parameters(),
+}
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,8 @@ class MetaConfig:
     """Outer steps between checkpoints (and sample grids)."""
     log_every: int = 10
     """Outer steps between TensorBoard scalars."""
+    train: str = "all"
+    """Which parts of the teacher the outer loop updates: a key of :data:`TRAINED_PARTS`."""
 
     def __post_init__(self) -> None:
         for name in ("outer_steps", "meta_batch", "checkpoint_every", "log_every"):
@@ -72,6 +83,10 @@ class MetaConfig:
         if self.outer_lr <= 0 or self.intermediate_every < 0:
             raise ValueError(f"MetaConfig: outer_lr={self.outer_lr} must be > 0 and "
                              f"intermediate_every={self.intermediate_every} >= 0")  # fmt: skip
+        if self.train not in TRAINED_PARTS:
+            raise ValueError(
+                f"MetaConfig.train={self.train!r}: choose from {sorted(TRAINED_PARTS)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -119,7 +134,11 @@ class MetaTrainer:
         self.real_x, self.real_y = real_x, real_y
         self.config = config
         self.device = real_x.device
-        self.optimizer = torch.optim.Adam(teacher.parameters(), lr=config.outer_lr)
+        self.trained = list(TRAINED_PARTS[config.train](teacher))
+        trained = {id(p) for p in self.trained}
+        for param in teacher.parameters():
+            param.requires_grad_(id(param) in trained)
+        self.optimizer = torch.optim.Adam(self.trained, lr=config.outer_lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0
         self.history: list[StepRecord] = []
@@ -172,10 +191,8 @@ class MetaTrainer:
         skipped = not math.isfinite(loss_value) or loss_value > config.max_meta_loss
         if not skipped:
             meta_loss.backward()
-            grads = [p.grad for p in self.teacher.parameters() if p.grad is not None]
-            norm = torch.nn.utils.clip_grad_norm_(
-                self.teacher.parameters(), config.grad_clip or float("inf")
-            )
+            grads = [p.grad for p in self.trained if p.grad is not None]
+            norm = torch.nn.utils.clip_grad_norm_(self.trained, config.grad_clip or float("inf"))
             skipped = not math.isfinite(float(norm)) or not grads
             if not skipped:
                 self.optimizer.step()

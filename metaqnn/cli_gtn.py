@@ -191,6 +191,12 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--warm-start-lr", type=float, default=1e-3)
     p.add_argument(
+        "--meta-train",
+        default="all",
+        help="what the outer loop updates: all (generator, curriculum, schedule) or schedule "
+        "(only the inner learning rates and momenta; keeps warm-started data as fitted)",
+    )
+    p.add_argument(
         "--eval-archs", type=int, default=10, help="sampled architectures to score at the end"
     )
     p.add_argument("--no-progress", action="store_true")
@@ -256,7 +262,7 @@ def run_train(args: argparse.Namespace) -> int:
                 meta_batch=args.meta_batch,
                 intermediate_every=args.intermediate_every, truncate=args.truncate,
                 checkpoint=args.checkpoint_inner, grad_clip=args.grad_clip, seed=args.seed,
-                checkpoint_every=args.checkpoint_every,
+                checkpoint_every=args.checkpoint_every, train=args.meta_train,
             )  # fmt: skip
         except ValueError as exc:
             raise ConfigError(str(exc)) from None

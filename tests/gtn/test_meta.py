@@ -144,3 +144,23 @@ def test_gradient_checkpointing_gives_the_same_outer_step():
     assert loss_a == pytest.approx(loss_b, rel=1e-6)
     assert a.abs().sum() > 0
     torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
+
+
+def test_training_only_the_schedule_leaves_the_data_alone(tmp_path):
+    teacher = _teacher()
+    data = {k: v.clone() for k, v in teacher.state_dict().items() if "schedule" not in k}
+    schedule = _flat(teacher.schedule).clone()
+    trainer = _trainer(teacher, steps=3, train="schedule")
+    trainer.run(progress=False)
+    assert not any(r.skipped for r in trainer.history)
+    assert not torch.equal(_flat(teacher.schedule), schedule)
+    after = teacher.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in data.items())
+    assert all(not p.requires_grad for p in teacher.generator.parameters())
+    trainer.save(tmp_path / "c.pt")  # resumes with the same (schedule-only) optimiser
+    again = _trainer(_teacher(), steps=4, train="schedule")
+    again.load_state(load_meta_checkpoint(tmp_path / "c.pt"))
+    again.run(progress=False)
+    assert again.step == 4
+    with pytest.raises(ValueError, match="'pixels'"):
+        MetaConfig(train="pixels")

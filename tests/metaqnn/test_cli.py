@@ -238,6 +238,8 @@ def test_gtn_warm_start_is_recorded_and_refused_where_it_cannot_apply(capsys, tm
     _one_line_error(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(tmp_path / "x"),
                     "--warm-start", "3", "--curriculum", "none", *GTN_TINY,
                     contains=("'none'",))  # fmt: skip
+    _one_line_error(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(tmp_path / "y"),
+                    "--meta-train", "pixels", *GTN_TINY, contains=("'pixels'",))  # fmt: skip
 
 
 def test_gtn_bad_checkpoint_is_one_line(capsys, tmp_path):
