@@ -4,32 +4,15 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from gtn.inner_loop import LearnedSGD, model_params, unroll
-from tests.gtn.tiny import central_difference
+from tests.gtn.tiny import central_difference, float64_problem
+from tests.gtn.tiny import meta_loss as _meta_loss
 from tests.gtn.tiny import mlp as _tiny_learner
-
-
-def _meta_loss(learner, syn, syn_y, sched, real_x, real_y, steps, truncate=None,
-               checkpoint=False, keep=frozenset()):  # fmt: skip
-    params, buffers = model_params(learner)
-    result = unroll(learner, params, buffers, lambda t: (syn[t], syn_y[t]), sched, steps,
-                    truncate=truncate, checkpoint=checkpoint, keep_steps=keep)  # fmt: skip
-    if keep:  # an intermediate meta-loss too
-        extra = sum(torch.func.functional_call(learner, (p, buffers), (real_x,)).sum()
-                    for p in result.kept.values())  # fmt: skip
-        logits = torch.func.functional_call(learner, (result.params, buffers), (real_x,))
-        return nn.functional.cross_entropy(logits, real_y) + 0.01 * extra
-    logits = torch.func.functional_call(learner, (result.params, buffers), (real_x,))
-    return nn.functional.cross_entropy(logits, real_y)
 
 
 def test_meta_gradient_matches_finite_differences():
     """d(meta-loss)/d(synthetic data, log lr, momentum logit), float64, central differences."""
-    g = torch.Generator().manual_seed(0)
     steps = 4
-    syn = torch.randn(steps, 4, 6, generator=g, dtype=torch.float64, requires_grad=True)
-    syn_y = torch.randint(3, (steps, 4), generator=g)
-    real_x = torch.randn(10, 6, generator=g, dtype=torch.float64)
-    real_y = torch.randint(3, (10,), generator=g)
+    syn, syn_y, real_x, real_y = float64_problem(steps)
     sched = LearnedSGD(steps, lr=0.3, momentum=0.6).double()
     learner = _tiny_learner()
     loss = _meta_loss(learner, syn, syn_y, sched, real_x, real_y, steps)

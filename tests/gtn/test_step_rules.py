@@ -17,24 +17,9 @@ from gtn.inner_loop import (
 from gtn.population import stack_learners, unroll_population
 from gtn.teacher import GTNTeacher, TeacherConfig
 from tests.gtn.tiny import blobs, central_difference, flat, learner
+from tests.gtn.tiny import float64_problem as _problem
+from tests.gtn.tiny import meta_loss as _meta_loss
 from tests.gtn.tiny import mlp as _tiny
-
-
-def _problem(steps: int, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    syn = torch.randn(steps, 4, 6, generator=g, dtype=torch.float64, requires_grad=True)
-    syn_y = torch.randint(3, (steps, 4), generator=g)
-    real_x = torch.randn(10, 6, generator=g, dtype=torch.float64)
-    real_y = torch.randint(3, (10,), generator=g)
-    return syn, syn_y, real_x, real_y
-
-
-def _meta_loss(model, syn, syn_y, sched, real_x, real_y, steps, checkpoint=False):
-    params, buffers = model_params(model)
-    result = unroll(model, params, buffers, lambda t: (syn[t], syn_y[t]), sched, steps,
-                    checkpoint=checkpoint)  # fmt: skip
-    logits = torch.func.functional_call(model, (result.params, buffers), (real_x,))
-    return nn.functional.cross_entropy(logits, real_y)
 
 
 def test_relative_step_moves_every_tensor_by_lr_of_its_norm():
@@ -114,7 +99,7 @@ def test_relative_rule_differs_from_sgd_and_checkpointing_keeps_its_meta_gradien
     sched = LearnedSGD(steps, lr=0.1, momentum=0.6, rule="relative").double()
     grads = []
     for checkpoint in (False, True):
-        loss = _meta_loss(_tiny(), syn, syn_y, sched, real_x, real_y, steps, checkpoint)
+        loss = _meta_loss(_tiny(), syn, syn_y, sched, real_x, real_y, steps, checkpoint=checkpoint)
         grads.append((loss.detach(), torch.autograd.grad(loss, [syn, sched.log_lr])))
     (loss_a, ga), (loss_b, gb) = grads
     assert torch.equal(loss_a, loss_b)

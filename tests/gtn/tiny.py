@@ -4,6 +4,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from gtn.inner_loop import model_params, unroll
+
 CLASSES = 4
 
 
@@ -48,3 +50,30 @@ def central_difference(loss_fn, tensor: torch.Tensor, index, eps: float = 1e-6) 
 def flat(module: nn.Module) -> torch.Tensor:
     """All parameters of a module as one vector."""
     return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+
+def float64_problem(steps: int, seed: int = 0):
+    """Synthetic batches (steps, 4, 6) with labels and a real set (10, 6) for :func:`mlp`:
+    ``(syn, syn_y, real_x, real_y)``, float64, ``syn`` requiring grad."""
+    g = torch.Generator().manual_seed(seed)
+    syn = torch.randn(steps, 4, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    syn_y = torch.randint(3, (steps, 4), generator=g)
+    real_x = torch.randn(10, 6, generator=g, dtype=torch.float64)
+    real_y = torch.randint(3, (10,), generator=g)
+    return syn, syn_y, real_x, real_y
+
+
+def meta_loss(learner, syn, syn_y, sched, real_x, real_y, steps, truncate=None,
+              checkpoint=False, keep=frozenset()):  # fmt: skip
+    """Cross-entropy on ``real_x`` after unrolling ``steps`` steps of ``sched`` on the
+    synthetic batches (plus 0.01 x the summed logits after each ``keep`` step)."""
+    params, buffers = model_params(learner)
+    result = unroll(learner, params, buffers, lambda t: (syn[t], syn_y[t]), sched, steps,
+                    truncate=truncate, checkpoint=checkpoint, keep_steps=keep)  # fmt: skip
+    logits = torch.func.functional_call(learner, (result.params, buffers), (real_x,))
+    loss = nn.functional.cross_entropy(logits, real_y)
+    if keep:  # an intermediate meta-loss too
+        extra = sum(torch.func.functional_call(learner, (p, buffers), (real_x,)).sum()
+                    for p in result.kept.values())  # fmt: skip
+        loss = loss + 0.01 * extra
+    return loss
