@@ -117,7 +117,8 @@ def _warm_start(teacher: GTNTeacher, data, args: argparse.Namespace) -> dict[str
     """Fit the teacher to paired real images (:mod:`gtn.warmstart`); what to record."""
     from gtn.warmstart import WarmStartConfig, fit_to_real
 
-    config = WarmStartConfig(steps=args.warm_start, lr=args.warm_start_lr, seed=args.seed)
+    config = WarmStartConfig(steps=args.warm_start, lr=args.warm_start_lr, seed=args.seed,
+                             select=args.warm_start_select)  # fmt: skip
     start = time.perf_counter()
     losses = fit_to_real(teacher, data.train.x, data.train.y, config, progress=not args.no_progress)
     seconds = time.perf_counter() - start
@@ -191,6 +192,12 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--warm-start-lr", type=float, default=1e-3)
     p.add_argument(
+        "--warm-start-select",
+        default="random",
+        help="which real images the warm start fits: random, or kmeans (per class, the images "
+        "nearest to k-means centres: a coreset covering the class)",
+    )
+    p.add_argument(
         "--meta-train",
         default="all",
         help="what the outer loop updates: all (generator, curriculum, schedule) or schedule "
@@ -206,10 +213,10 @@ def run_train(args: argparse.Namespace) -> int:
     from metaqnn.cli import _device, _load
 
     device = _device(args.device)
-    if args.warm_start and (args.resume or args.init_from or args.method != "gtn"):
+    if args.warm_start and (args.resume or args.method != "gtn"):
         raise ConfigError(
-            f"--warm-start {args.warm_start} starts a fresh GTN teacher; it cannot be combined "
-            "with --resume, --init-from or --method dd"
+            f"--warm-start {args.warm_start} fits a new GTN teacher (or one from --init-from) "
+            "before meta-training; it cannot be combined with --resume or --method dd"
         )
     if args.resume:
         ckpt, state = _load_state(args.resume)

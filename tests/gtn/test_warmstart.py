@@ -3,7 +3,7 @@ import torch
 
 from gtn.generator import GeneratorConfig
 from gtn.teacher import GTNTeacher, TeacherConfig
-from gtn.warmstart import WarmStartConfig, fit_to_real, paired_targets
+from gtn.warmstart import SELECTIONS, WarmStartConfig, fit_to_real, paired_targets
 from tests.gtn.tiny import CLASSES, blobs, flat, learner
 
 
@@ -21,17 +21,40 @@ def _taught_accuracy(teacher, x, y, batches=None) -> float:
         return float((model(x).argmax(1) == y).float().mean())
 
 
-def test_paired_targets_match_the_labels_without_repeats():
+@pytest.mark.parametrize("select", sorted(SELECTIONS))
+def test_paired_targets_match_the_labels_without_repeats(select):
     x, y = blobs(64)
     labels = torch.arange(24).view(2, 12) % CLASSES
-    targets = paired_targets(labels, x, y, seed=0)
+    targets = paired_targets(labels, x, y, seed=0, select=select)
     assert targets.shape == (2, 12, 1, 8, 8)
     index = [int((x == t).all(dim=(1, 2, 3)).nonzero()[0]) for t in targets.reshape(-1, 1, 8, 8)]
     assert [int(y[i]) for i in index] == labels.reshape(-1).tolist()
     assert len(set(index)) == len(index)  # distinct images while a class has enough
-    assert torch.equal(targets, paired_targets(labels, x, y, seed=0))
+    assert torch.equal(targets, paired_targets(labels, x, y, seed=0, select=select))
     with pytest.raises(ValueError, match="class 3"):
-        paired_targets(labels, x[y != 3], y[y != 3], seed=0)
+        paired_targets(labels, x[y != 3], y[y != 3], seed=0, select=select)
+
+
+def test_kmeans_selection_covers_every_mode_of_a_class():
+    # One class, four tight modes of unequal size (40, 4, 4, 4 images): a random sample of four
+    # usually repeats the big mode; the k-means coreset takes one image of each.
+    g = torch.Generator().manual_seed(0)
+    centres = 5.0 * torch.eye(4).repeat_interleave(torch.tensor([40, 4, 4, 4]), dim=0)
+    x = (centres + 0.05 * torch.randn(52, 4, generator=g)).view(52, 1, 2, 2)
+    y = torch.zeros(52, dtype=torch.long)
+    labels = torch.zeros(4, dtype=torch.long)
+    picked = paired_targets(labels, x, y, seed=0, select="kmeans").view(4, 4)
+    assert sorted(picked.argmax(1).tolist()) == [0, 1, 2, 3]
+    modes = [paired_targets(labels, x, y, seed=s).view(4, 4).argmax(1) for s in range(10)]
+    assert sum(len(set(m.tolist())) < 4 for m in modes) >= 8  # random misses a mode
+
+
+def test_bad_selection_is_refused():
+    x, y = blobs(64)
+    with pytest.raises(ValueError, match="'nearest'"):
+        paired_targets(torch.zeros(3, dtype=torch.long), x, y, seed=0, select="nearest")
+    with pytest.raises(ValueError, match="'nearest'"):
+        WarmStartConfig(select="nearest")
 
 
 @pytest.mark.parametrize("curriculum", ["full", "all-shuffled"])

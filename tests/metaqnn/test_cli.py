@@ -235,6 +235,18 @@ def test_gtn_warm_start_is_recorded_and_refused_where_it_cannot_apply(capsys, tm
     assert warm["steps"] == 3 and warm["lr"] == 0.01 and warm["final_mse"] > 0
     _one_line_error(capsys, "gtn", "train", "--resume", str(run), "--warm-start", "3",
                     contains=("--warm-start 3", "--resume"))  # fmt: skip
+    # Refitting an initialised teacher keeps its schedule and records the selection.
+    refit = tmp_path / "refit"
+    code, out, _ = _run(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(refit),
+                        "--init-from", str(run), "--warm-start", "2", "--warm-start-select",
+                        "kmeans", "--meta-train", "schedule", *GTN_TINY)  # fmt: skip
+    assert code == 0, out
+    state = torch.load(refit / "checkpoint.pt", weights_only=True)
+    assert state["extra"]["warm_start"]["select"] == "kmeans"
+    assert state["extra"]["init_from"] == str(run)
+    _one_line_error(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(tmp_path / "z"),
+                    "--warm-start", "2", "--warm-start-select", "nearest", *GTN_TINY,
+                    contains=("'nearest'",))  # fmt: skip
     _one_line_error(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(tmp_path / "x"),
                     "--warm-start", "3", "--curriculum", "none", *GTN_TINY,
                     contains=("'none'",))  # fmt: skip
