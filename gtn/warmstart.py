@@ -26,21 +26,26 @@ from tqdm import tqdm
 
 from gtn.teacher import GTNTeacher
 
-#: Per class: (that class's real images (P, C, H, W), how many to pick, a seeded CPU generator)
-#: -> indices into the class's images, in slot order (distinct while ``P`` allows).
-Selection = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
+#: Per class: (all real images (N, C, H, W), the class's indices into them (P,) on the CPU, how
+#: many to pick, a seeded CPU generator) -> positions in the class's indices, in slot order
+#: (distinct while ``P`` allows).
+Selection = Callable[[torch.Tensor, torch.Tensor, int, torch.Generator], torch.Tensor]
 
 #: Lloyd iterations of the ``kmeans`` selection.
 KMEANS_ITERATIONS = 15
 
 
-def _select_random(images: torch.Tensor, count: int, rng: torch.Generator) -> torch.Tensor:
+def _select_random(
+    real_x: torch.Tensor, pool: torch.Tensor, count: int, rng: torch.Generator
+) -> torch.Tensor:
     """A random sample without replacement (cycling through the class if it is too small)."""
-    order = torch.randperm(len(images), generator=rng)
-    return order[torch.arange(count) % len(images)]
+    order = torch.randperm(len(pool), generator=rng)
+    return order[torch.arange(count) % len(pool)]
 
 
-def _select_kmeans(images: torch.Tensor, count: int, rng: torch.Generator) -> torch.Tensor:
+def _select_kmeans(
+    real_x: torch.Tensor, pool: torch.Tensor, count: int, rng: torch.Generator
+) -> torch.Tensor:
     """The class's images nearest to ``count`` k-means centres (Euclidean, in pixels), one
     distinct image per centre: a coreset that covers the class's modes instead of repeating its
     commonest look. Seeded k-means++ start; an empty cluster keeps its centre.
@@ -50,9 +55,9 @@ def _select_kmeans(images: torch.Tensor, count: int, rng: torch.Generator) -> to
     three seeds against 0.880-0.884 for random samples, no better; and the generator refitted
     to them taught worse (0.864) than the one fitted to a random sample (0.880).
     """
-    if count >= len(images):
-        return _select_random(images, count, rng)
-    flat = images.reshape(len(images), -1)
+    if count >= len(pool):
+        return _select_random(real_x, pool, count, rng)
+    flat = real_x[pool.to(real_x.device)].reshape(len(pool), -1).cpu()
     first = int(torch.randint(len(flat), (1,), generator=rng))
     centres = flat[first].repeat(count, 1)
     nearest = (flat - centres[0]).pow(2).sum(1)  # squared distance to the nearest centre
@@ -128,8 +133,7 @@ def paired_targets(
         pool = (ys == k).nonzero().squeeze(1)
         if len(pool) == 0:
             raise ValueError(f"warm start: no real image of class {k} to fit")
-        images = real_x[pool.to(real_x.device)].cpu()
-        chosen[slots] = pool[SELECTIONS[select](images, len(slots), rng)]
+        chosen[slots] = pool[SELECTIONS[select](real_x, pool, len(slots), rng)]
     return real_x[chosen.to(real_x.device)].reshape(*labels.shape, *real_x.shape[1:])
 
 
