@@ -18,16 +18,20 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from envs.layers import Architecture
 from envs.space import get_space
 from experiments.proxy_fidelity import families
 from gtn.meta import load_meta_checkpoint, teacher_from_checkpoint
-from metaqnn.data import load_dataset
+from gtn.teacher import SyntheticTeacher
+from metaqnn.data import Dataset, load_dataset
 from metaqnn.nets import NetConfig, count_flops, count_parameters
 from metaqnn.runinfo import run_metadata
 from metaqnn.teaching import fixed_learner_factory
@@ -35,6 +39,47 @@ from metaqnn.training import TrainConfig, evaluate, train_model
 
 #: Seed of the architecture sample: apart from meta-training's.
 ARCH_SEED = 20_261_123
+
+
+@dataclass(frozen=True)
+class SpaceRun:
+    """A ``metaqnn gtn train`` run across a search space, loaded for scoring."""
+
+    state: dict[str, Any]
+    """Its checkpoint."""
+    data: Dataset
+    teacher: SyntheticTeacher
+    net: NetConfig
+    """The learners' net config (the run's)."""
+    divisor: int
+    """Width divisor of the sampled space."""
+    archs: list[Architecture]
+    """The architectures sampled with :data:`ARCH_SEED`."""
+
+
+def load_space_run(
+    run: str | Path,
+    count: int,
+    *,
+    data_root: str | None = None,
+    device: torch.device | str = "cpu",
+    width_divisor: int | None = None,
+) -> SpaceRun:
+    """The run's checkpoint, data, teacher and net config, and ``count`` architectures of its
+    space (widths divided by ``width_divisor``, default the run's) drawn with
+    :data:`ARCH_SEED`: the same architectures for every teacher of that space."""
+    state = load_meta_checkpoint(run)
+    extra = state["extra"]
+    data = load_dataset(extra["dataset"], root=data_root, val_size=extra["val_size"],
+                        seed=extra["seed"], device=device)  # fmt: skip
+    divisor = width_divisor or int(extra.get("width_divisor", 1))
+    space = get_space(extra["space"]).scale_widths(divisor)
+    rng = np.random.default_rng(ARCH_SEED)
+    return SpaceRun(
+        state=state, data=data, teacher=teacher_from_checkpoint(state, device),
+        net=NetConfig(**extra["net_config"]), divisor=divisor,
+        archs=[space.sample(rng) for _ in range(count)],
+    )  # fmt: skip
 
 
 def main() -> None:
@@ -63,18 +108,11 @@ def main() -> None:
     start_all = time.perf_counter()
 
     run = Path(args.run)
-    state = load_meta_checkpoint(run)
-    extra = state["extra"]
     device = torch.device(args.device)
-    data = load_dataset(extra["dataset"], root=args.data_root, val_size=extra["val_size"],
-                        seed=extra["seed"], device=device)  # fmt: skip
-    teacher = teacher_from_checkpoint(state, device)
-    net = NetConfig(**extra["net_config"])
-    divisor = args.width_divisor or int(extra.get("width_divisor", 1))
-    space = get_space(extra["space"]).scale_widths(divisor)
-    count = 3 if args.quick else args.count
-    rng = np.random.default_rng(ARCH_SEED)
-    archs = [space.sample(rng) for _ in range(count)]
+    loaded = load_space_run(run, 3 if args.quick else args.count, data_root=args.data_root,
+                            device=device, width_divisor=args.width_divisor)  # fmt: skip
+    state, data, teacher, net = loaded.state, loaded.data, loaded.teacher, loaded.net
+    extra, divisor, archs = state["extra"], loaded.divisor, loaded.archs
     channels, size, _ = data.spec.input_shape
     real_config = TrainConfig(epochs=args.real_epochs, seed=args.seed,
                               steps=30 if args.quick else None)  # fmt: skip

@@ -22,16 +22,11 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from envs.space import get_space
-from experiments.gtn_space_table import ARCH_SEED
-from gtn.meta import load_meta_checkpoint, teacher_from_checkpoint
+from experiments.gtn_space_table import ARCH_SEED, load_space_run
 from gtn.warmstart import SELECTIONS, paired_targets
-from metaqnn.data import load_dataset
-from metaqnn.nets import NetConfig
 from metaqnn.runinfo import run_metadata
 from metaqnn.teaching import fixed_learner_factory
 from metaqnn.training import evaluate
@@ -62,20 +57,15 @@ def main() -> None:
     start_all = time.perf_counter()
 
     run = Path(args.run)
-    state = load_meta_checkpoint(run)
-    extra = state["extra"]
     device = torch.device(args.device)
-    data = load_dataset(extra["dataset"], root=args.data_root, val_size=extra["val_size"],
-                        seed=extra["seed"], device=device)  # fmt: skip
-    teacher = teacher_from_checkpoint(state, device)
+    loaded = load_space_run(run, 3 if args.quick else args.count, data_root=args.data_root,
+                            device=device)  # fmt: skip
+    state, data, teacher, net, archs = (loaded.state, loaded.data, loaded.teacher, loaded.net,
+                                        loaded.archs)  # fmt: skip
     labels = getattr(teacher.curriculum, "labels", None)
     if labels is None or labels.dim() != 2:
         raise SystemExit(f"{run}: needs a teacher with a learned batch sequence (full or "
                          f"shuffled-batch), not {teacher.config.curriculum!r}")  # fmt: skip
-    net = NetConfig(**extra["net_config"])
-    space = get_space(extra["space"]).scale_widths(int(extra.get("width_divisor", 1)))
-    rng = np.random.default_rng(ARCH_SEED)
-    archs = [space.sample(rng) for _ in range(3 if args.quick else args.count)]
 
     curricula = {"generator": teacher.materialize(seed=args.seed)}
     for select in selects:
