@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from experiments.gtn_space_table import ARCH_SEED, load_space_run
-from gtn.warmstart import SELECTIONS, paired_targets
+from gtn.warmstart import SELECTIONS, paired_targets, selection
 from metaqnn.runinfo import run_metadata
 from metaqnn.teaching import fixed_learner_factory
 from metaqnn.training import evaluate
@@ -50,10 +50,14 @@ def main() -> None:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
     selects, seeds = _csv(args.select, str), _csv(args.seeds, int)
-    bad = [s for s in selects if s not in SELECTIONS]
-    if bad or not selects or not seeds:
-        raise SystemExit(f"--select {args.select!r} --seeds {args.seeds!r}: choose selections "
-                         f"from {', '.join(SELECTIONS)} and at least one seed")  # fmt: skip
+    if not selects or not seeds:
+        raise SystemExit(f"--select {args.select!r} --seeds {args.seeds!r}: give at least one "
+                         "selection and one seed")  # fmt: skip
+    try:
+        for name in selects:
+            selection(name)
+    except ValueError as exc:
+        raise SystemExit(f"--select: {exc}") from None
     start_all = time.perf_counter()
 
     run = Path(args.run)

@@ -84,6 +84,13 @@ def _select_kmeans(
 SELECTIONS: dict[str, Selection] = {"random": _select_random, "kmeans": _select_kmeans}
 
 
+def selection(name: str) -> Selection:
+    """The selection called ``name``; a ValueError names the bad value and the choices."""
+    if name not in SELECTIONS:
+        raise ValueError(f"selection {name!r}: choose from {', '.join(SELECTIONS)}")
+    return SELECTIONS[name]
+
+
 @dataclass(frozen=True)
 class WarmStartConfig:
     """The supervised fit of :func:`fit_to_real`."""
@@ -102,10 +109,7 @@ class WarmStartConfig:
             raise ValueError(f"WarmStartConfig.steps={self.steps}: must be >= 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"WarmStartConfig.lr={self.lr}: must be a positive number")
-        if self.select not in SELECTIONS:
-            raise ValueError(
-                f"WarmStartConfig.select={self.select!r}: choose from {', '.join(SELECTIONS)}"
-            )
+        selection(self.select)  # a bad name is a ValueError naming it
 
 
 def paired_targets(
@@ -122,8 +126,7 @@ def paired_targets(
     Raises:
         ValueError: If a label has no real image, or ``select`` is not a selection.
     """
-    if select not in SELECTIONS:
-        raise ValueError(f"selection {select!r}: choose from {', '.join(SELECTIONS)}")
+    pick = selection(select)
     rng = torch.Generator().manual_seed(seed)
     flat = labels.reshape(-1).cpu()
     ys = real_y.cpu()
@@ -133,7 +136,7 @@ def paired_targets(
         pool = (ys == k).nonzero().squeeze(1)
         if len(pool) == 0:
             raise ValueError(f"warm start: no real image of class {k} to fit")
-        chosen[slots] = pool[SELECTIONS[select](real_x, pool, len(slots), rng)]
+        chosen[slots] = pool[pick(real_x, pool, len(slots), rng)]
     return real_x[chosen.to(real_x.device)].reshape(*labels.shape, *real_x.shape[1:])
 
 
