@@ -91,8 +91,19 @@ def _summary(
     return rows
 
 
-def _init_from(teacher, path: str, dataset: str) -> None:
-    """Load the teacher weights of another run into ``teacher`` (same kind and shape)."""
+#: Teacher settings a warm start may change from its ``--init-from`` run: the curriculum's
+#: learned inputs are rebuilt at the new shape and fitted afresh, the generator and the learned
+#: schedule carry over.
+REFIT_MAY_CHANGE = frozenset({"inner_batch"})
+
+
+def _init_from(teacher, path: str, dataset: str, *, refit: bool = False) -> list[str]:
+    """Load the teacher weights of another run into ``teacher`` (same kind and shape).
+
+    With ``refit`` (a warm start follows), settings in :data:`REFIT_MAY_CHANGE` may differ:
+    then the generator and the schedule are loaded and the curriculum is left to the fit.
+    Returns the settings that differed.
+    """
     ckpt, state = _load_state(path)
     if state["kind"] != teacher.checkpoint_kind:
         raise ConfigError(
@@ -103,14 +114,22 @@ def _init_from(teacher, path: str, dataset: str) -> None:
         raise ConfigError(
             f"--init-from {ckpt} teaches {state['extra']['dataset']!r}, this run is on {dataset!r}"
         )
-    if state["teacher_config"] != teacher.config.to_dict():
-        diff = {
-            k: (v, teacher.config.to_dict().get(k))
-            for k, v in state["teacher_config"].items()
-            if teacher.config.to_dict().get(k) != v
-        }
-        raise ConfigError(f"--init-from {ckpt}: teacher settings differ (theirs, ours): {diff}")
-    teacher.load_state_dict(state["teacher"])
+    ours = teacher.config.to_dict()
+    diff = {k: (v, ours.get(k)) for k, v in state["teacher_config"].items() if ours.get(k) != v}
+    allowed = REFIT_MAY_CHANGE if refit else frozenset()
+    if set(diff) - allowed:
+        names = ", ".join(sorted(REFIT_MAY_CHANGE))
+        hint = (f"; with --warm-start only {names} may differ" if refit
+                else f"; with --warm-start, {names} may differ")  # fmt: skip
+        raise ConfigError(
+            f"--init-from {ckpt}: teacher settings differ (theirs, ours): {diff}{hint}"
+        )
+    weights = state["teacher"]
+    if diff:  # a new curriculum shape: keep ours (the warm start fits it)
+        weights = {k: v for k, v in weights.items() if not k.startswith("curriculum.")}
+        weights |= {f"curriculum.{k}": v for k, v in teacher.curriculum.state_dict().items()}
+    teacher.load_state_dict(weights)
+    return sorted(diff)
 
 
 def _warm_start(teacher: GTNTeacher, data, args: argparse.Namespace) -> dict[str, Any]:
@@ -180,7 +199,8 @@ def configure_train(p: argparse.ArgumentParser) -> None:
         "--init-from",
         default=None,
         help="start from the teacher of another run (e.g. one meta-trained on the "
-        "paper's learner) with a fresh outer optimiser and schedule",
+        "paper's learner) with a fresh outer optimiser; with --warm-start, --inner-batch may "
+        "differ from that run's (its generator and schedule carry over, the inputs are refitted)",
     )
     p.add_argument(
         "--warm-start",
@@ -260,8 +280,11 @@ def run_train(args: argparse.Namespace) -> int:
                 )  # fmt: skip
                 teacher = GTNTeacher(config).to(device)
             if args.init_from:
-                _init_from(teacher, args.init_from, data.name)
+                changed = _init_from(teacher, args.init_from, data.name,
+                                     refit=bool(args.warm_start))  # fmt: skip
                 extra["init_from"] = str(args.init_from)
+                if changed:
+                    extra["init_from_changed"] = changed
             if args.warm_start:
                 extra["warm_start"] = _warm_start(teacher, data, args)
             meta = MetaConfig(

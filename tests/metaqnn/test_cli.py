@@ -159,10 +159,12 @@ def test_mnist_one_epoch_reaches_97_percent(capsys, tmp_path, shared_data_root):
     assert float(test_line.split()[2]) >= 0.97, out
 
 
-GTN_TINY = [
-    *("--inner-steps", "2", "--inner-batch", "16", "--generator-hidden", "32"),
+#: A tiny GTN run's options but its inner batch.
+GTN_TINY_ANY_BATCH = [
+    *("--inner-steps", "2", "--generator-hidden", "32"),
     *("--noise-dim", "8", "--meta-batch", "32", "--eval-archs", "1", "--no-progress"),
 ]
+GTN_TINY = ["--inner-batch", "16", *GTN_TINY_ANY_BATCH]
 
 
 def test_gtn_train_resume_sample_eval(capsys, tmp_path):
@@ -222,6 +224,43 @@ def test_gtn_init_from_another_run(capsys, tmp_path):
                     "--init-from", str(first), "--noise-dim", "4", "--inner-steps", "2",
                     "--inner-batch", "16", "--generator-hidden", "32", "--no-progress",
                     contains=("teacher settings differ",))  # fmt: skip
+
+
+def test_gtn_warm_start_refits_another_run_at_a_new_inner_batch(capsys, tmp_path):
+    import torch
+
+    tiny = GTN_TINY_ANY_BATCH
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert _run(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(first),
+                "--inner-batch", "16", *tiny)[0] == 0  # fmt: skip
+    # Without a warm start the new batch is refused, naming the setting and the way out.
+    _one_line_error(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(tmp_path / "x"),
+                    "--init-from", str(first), "--inner-batch", "32", *tiny,
+                    contains=("inner_batch", "(16, 32)", "--warm-start"))  # fmt: skip
+    code, out, _ = _run(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(second),
+                        "--init-from", str(first), "--inner-batch", "32", "--warm-start", "2",
+                        "--meta-train", "schedule", "--max-minutes", "0", *tiny)  # fmt: skip
+    assert code == 0, out
+    a = torch.load(first / "checkpoint.pt", weights_only=True)
+    b = torch.load(second / "checkpoint.pt", weights_only=True)
+    assert b["teacher_config"]["inner_batch"] == 32 and b["extra"]["init_from_changed"] == [
+        "inner_batch"
+    ]
+    assert b["teacher"]["curriculum.noise"].shape[1] == 32
+    assert a["teacher"]["curriculum.noise"].shape[1] == 16
+    # The schedule carries over untouched (no outer step ran); the generator was refitted from
+    # the first run's weights, not from a fresh initialisation.
+    for key in ("schedule.log_lr", "schedule.momentum_logit"):
+        assert torch.equal(a["teacher"][key], b["teacher"][key])
+    fresh = tmp_path / "fresh"
+    assert _run(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(fresh),
+                "--inner-batch", "32", "--warm-start", "2", "--meta-train", "schedule",
+                "--max-minutes", "0", "--seed", "1", *tiny)[0] == 0  # fmt: skip
+    c = torch.load(fresh / "checkpoint.pt", weights_only=True)
+    key = next(k for k in a["teacher"] if k.startswith("generator.") and "weight" in k)
+    gap_init = (b["teacher"][key] - a["teacher"][key]).norm()
+    gap_fresh = (c["teacher"][key] - a["teacher"][key]).norm()
+    assert gap_init < gap_fresh
 
 
 def test_gtn_warm_start_is_recorded_and_refused_where_it_cannot_apply(capsys, tmp_path):
