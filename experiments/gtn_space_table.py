@@ -171,14 +171,16 @@ def main() -> None:
     meta = {
         "run": str(run), "outer_steps": state["step"], "width_divisor": divisor,
         "learner": extra["learner"], "real_from": args.real_from,
-        "inner_steps": teacher.config.inner_steps, "real_epochs": args.real_epochs,
+        "inner_steps": teacher.config.inner_steps, "inner_batch": teacher.config.inner_batch,
+        "real_epochs": args.real_epochs,
         "seed": args.seed, "arch_seed": ARCH_SEED, "machine": run_metadata(device),
     }  # fmt: skip
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": summary,
                                                     "rows": rows}, indent=2))  # fmt: skip
-    steps = teacher.config.inner_steps
+    steps, batch = teacher.config.inner_steps, teacher.config.inner_batch
     lines = [
-        f"| # | GTN {steps} steps | real {args.real_epochs} epoch | families | architecture |",
+        f"| # | GTN {steps} steps of {batch} | real {args.real_epochs} epoch | families "
+        "| architecture |",
         "|---|---|---|---|---|",
     ]
     for i, r in enumerate(rows, 1):

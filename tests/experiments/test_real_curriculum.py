@@ -29,6 +29,8 @@ def test_space_table_quick_run_scores_the_same_architectures(monkeypatch, tmp_pa
     assert [r["architecture"] for r in result["rows"]] == archs
     assert all(0.0 <= r["gtn"] <= 1.0 and 0.0 <= r["real"] <= 1.0 for r in result["rows"])
     assert result["summary"]["below_20pct"] == sum(r["gtn"] < 0.2 for r in result["rows"])
+    assert result["meta"]["inner_batch"] == int(TINY[TINY.index("--inner-batch") + 1])
+    assert "| GTN 2 steps of 20 |" in out.with_suffix(".md").read_text()
 
 
 def test_quick_run_scores_the_generator_and_every_real_curriculum(monkeypatch, tmp_path, run):
