@@ -119,8 +119,12 @@ def _init_from(teacher, path: str, dataset: str, *, refit: bool = False) -> list
     allowed = REFIT_MAY_CHANGE if refit else frozenset()
     if set(diff) - allowed:
         names = ", ".join(sorted(REFIT_MAY_CHANGE))
-        hint = (f"; with --warm-start only {names} may differ" if refit
-                else f"; with --warm-start, {names} may differ")  # fmt: skip
+        if refit:
+            hint = f"; with --warm-start only {names} may differ"
+        elif set(diff) <= REFIT_MAY_CHANGE:  # the one way this run could still start
+            hint = f"; with --warm-start, {names} may differ"
+        else:
+            hint = ""
         raise ConfigError(
             f"--init-from {ckpt}: teacher settings differ (theirs, ours): {diff}{hint}"
         )

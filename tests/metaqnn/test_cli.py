@@ -220,10 +220,15 @@ def test_gtn_init_from_another_run(capsys, tmp_path):
     b = torch.load(second / "checkpoint.pt", weights_only=True)
     assert b["extra"]["init_from"] == str(first) and b["meta_config"]["checkpoint"] is True
     assert a["teacher"].keys() == b["teacher"].keys()
-    _one_line_error(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(tmp_path / "x"),
-                    "--init-from", str(first), "--noise-dim", "4", "--inner-steps", "2",
-                    "--inner-batch", "16", "--generator-hidden", "32", "--no-progress",
-                    contains=("teacher settings differ",))  # fmt: skip
+    other_generator = ["--noise-dim", "4", "--inner-steps", "2", "--inner-batch", "16",
+                       "--generator-hidden", "32", "--no-progress"]  # fmt: skip
+    line = _one_line_error(capsys, "gtn", "train", "--outer-steps", "1", "--logdir",
+                           str(tmp_path / "x"), "--init-from", str(first), *other_generator,
+                           contains=("teacher settings differ", "noise_dim"))  # fmt: skip
+    assert "--warm-start" not in line  # a warm start would not bridge a different generator
+    _one_line_error(capsys, "gtn", "train", "--outer-steps", "1", "--logdir", str(tmp_path / "y"),
+                    "--init-from", str(first), "--warm-start", "2", *other_generator,
+                    contains=("noise_dim", "only inner_batch may differ"))  # fmt: skip
 
 
 def test_gtn_warm_start_refits_another_run_at_a_new_inner_batch(capsys, tmp_path):
