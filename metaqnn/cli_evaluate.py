@@ -17,22 +17,12 @@ from typing import Any
 
 from metaqnn.cli import _add_data_options, _device, _load
 from metaqnn.errors import ConfigError
+from metaqnn.options import names
 
 _KURAKIN = "in levels of 1/255 (Kurakin's units)"
 
 
 # ------------------------------------------------------------------ helpers
-def _names(text: str | None, registry: dict[str, Any], what: str) -> tuple[str, ...] | None:
-    """A comma-separated list of registry keys (None stays None), each checked."""
-    if text is None:
-        return None
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    for name in names:
-        if name not in registry:
-            raise ConfigError(f"unknown {what} {name!r}; choose from {', '.join(registry)}")
-    return names
-
-
 def _numbers(text: str | None, option: str, *, low: float = 0.0, high: float = math.inf):
     """A comma-separated list of numbers in [low, high] (None stays None)."""
     if text is None:
@@ -107,11 +97,11 @@ def _robustness_config(args: argparse.Namespace):
     epsilons = _numbers(args.epsilons, "--epsilons", high=255)
     destruction = _numbers(args.destruction_epsilon, "--destruction-epsilon", high=255)
     given = {
-        "attacks": _names(args.attacks, ATTACKS, "attack"),
+        "attacks": names(args.attacks, ATTACKS, "attack"),
         "epsilons": None if epsilons is None else tuple(e / 255 for e in epsilons),
         "beta": args.beta,
-        "corruptions": _names(args.corruptions, CORRUPTIONS, "corruption"),
-        "destruction_attacks": _names(args.destruction_attacks, ATTACKS, "attack"),
+        "corruptions": names(args.corruptions, CORRUPTIONS, "corruption"),
+        "destruction_attacks": names(args.destruction_attacks, ATTACKS, "attack"),
         "destruction_epsilon": None if destruction is None else destruction[0] / 255,
         "noise_strengths": _numbers(args.noise, "--noise"),
         "blur_strengths": _numbers(args.blur, "--blur"),
@@ -196,7 +186,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     from metaqnn.evaluation.transfer import TRANSFER_MODES, transfer
     from metaqnn.training import TrainConfig, evaluate
 
-    modes = _names(args.modes, TRANSFER_MODES, "transfer mode")
+    modes = names(args.modes, TRANSFER_MODES, "transfer mode")
     ckpt = load_checkpoint(args.checkpoint)
     device = _device(args.device)
     epochs = args.epochs if args.epochs is not None else 1

@@ -21,29 +21,10 @@ from gtn.lopt_es import (
 )
 from gtn.lopt_es import CheckpointError as _GtnCheckpointError
 from metaqnn.errors import CheckpointError, ConfigError
+from metaqnn.options import floats, ints
 
 
 # ------------------------------------------------------------------ helpers
-def _ints(text: str, option: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise ConfigError(f"{option}: {text!r} is not a comma-separated list of integers") from None
-    if not values:
-        raise ConfigError(f"{option}: no values in {text!r}")
-    return values
-
-
-def _floats(text: str, option: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise ConfigError(f"{option}: {text!r} is not a comma-separated list of numbers") from None
-    if not values:
-        raise ConfigError(f"{option}: no values in {text!r}")
-    return values
-
-
 def load_state(path: str) -> dict[str, Any]:
     """A learned-optimizer checkpoint (file or run folder), or a one-line CheckpointError."""
     try:
@@ -154,8 +135,8 @@ def run_train(args: argparse.Namespace) -> int:
             "val_size": args.val_size,
             "seed": args.seed,
             "noise": args.noise,
-            "channels": list(_ints(args.channels, "--channels")),
-            "strides": list(_ints(args.strides, "--strides")),
+            "channels": list(ints(args.channels, "--channels")),
+            "strides": list(ints(args.strides, "--strides")),
         }
     data = _load(args)
     extra["val_size"] = len(data.val)
@@ -213,9 +194,9 @@ def run_eval(args: argparse.Namespace) -> int:
     es = es_config_from(state)
     values: dict[str, Any] = dict(
         steps=args.steps or es.inner_steps, batch_size=es.batch_size, noise=extra["noise"],
-        adam_lrs=_floats(args.adam_lrs, "--adam-lrs"),
+        adam_lrs=floats(args.adam_lrs, "--adam-lrs"),
         tune_seeds=tuple(range(100, 100 + args.tune_seeds)), eval_seeds=tuple(range(args.seeds)),
-        test_noise=_floats(args.test_noise, "--test-noise"), curve_every=es.truncation,
+        test_noise=floats(args.test_noise, "--test-noise"), curve_every=es.truncation,
     )  # fmt: skip
     if args.corruptions is not None:
         values["corruptions"] = tuple(c.strip() for c in args.corruptions.split(",") if c.strip())
