@@ -26,14 +26,12 @@ import torch
 from tqdm import tqdm
 
 from experiments.gtn_space_table import ARCH_SEED, load_space_run
-from gtn.warmstart import SELECTIONS, paired_targets, selection
+from gtn.warmstart import SELECTIONS, paired_targets
+from metaqnn.errors import ConfigError
+from metaqnn.options import ints, names
 from metaqnn.runinfo import run_metadata
 from metaqnn.teaching import fixed_learner_factory
 from metaqnn.training import evaluate
-
-
-def _csv(text: str, kind: type) -> list:
-    return [kind(v) for v in text.split(",") if v]
 
 
 def main() -> None:
@@ -49,15 +47,12 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="3 architectures")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
-    selects, seeds = _csv(args.select, str), _csv(args.seeds, int)
-    if not selects or not seeds:
-        raise SystemExit(f"--select {args.select!r} --seeds {args.seeds!r}: give at least one "
-                         "selection and one seed")  # fmt: skip
     try:
-        for name in selects:
-            selection(name)
-    except ValueError as exc:
-        raise SystemExit(f"--select: {exc}") from None
+        selects, seeds = names(args.select, SELECTIONS, "selection"), ints(args.seeds, "--seeds")
+    except ConfigError as exc:
+        raise SystemExit(f"real_curriculum: {exc}") from None
+    if not selects:
+        raise SystemExit(f"real_curriculum: --select {args.select!r}: give at least one selection")
     start_all = time.perf_counter()
 
     run = Path(args.run)

@@ -50,3 +50,6 @@ def test_quick_run_scores_the_generator_and_every_real_curriculum(monkeypatch, t
     monkeypatch.setattr(sys, "argv", ["real_curriculum", str(run), "--select", "nearest"])
     with pytest.raises(SystemExit, match="nearest"):
         real_curriculum.main()
+    monkeypatch.setattr(sys, "argv", ["real_curriculum", str(run), "--seeds", "0,one"])
+    with pytest.raises(SystemExit, match="--seeds: '0,one' is not a comma-separated list"):
+        real_curriculum.main()
