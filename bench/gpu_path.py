@@ -27,15 +27,10 @@ import torch
 
 from envs.layers import Architecture
 from gtn.meta import MetaConfig, MetaTrainer
-from metaqnn.data import load_dataset
+from metaqnn.core.data import load_dataset
+from metaqnn.rewards.gtn import GTNReward
 from metaqnn.runinfo import run_metadata
-from metaqnn.teaching import (
-    GTN_LEARNER,
-    PAPER_LEARNERS,
-    GTNReward,
-    fixed_learner_factory,
-    load_teacher,
-)
+from metaqnn.teacher.shapes import GTN_LEARNER, PAPER_LEARNERS, fixed_learner_factory, load_teacher
 
 #: name -> GTNReward options.
 VARIANTS: dict[str, dict[str, object]] = {

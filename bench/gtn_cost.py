@@ -17,10 +17,11 @@ import time
 import torch
 
 from envs.layers import Architecture
-from metaqnn.data import load_dataset
+from metaqnn.core.data import load_dataset
+from metaqnn.core.training import TrainConfig, train_architecture
+from metaqnn.rewards.gtn import GTNReward
 from metaqnn.runinfo import run_metadata
-from metaqnn.teaching import GTN_LEARNER, PAPER_LEARNERS, GTNReward, load_teacher
-from metaqnn.training import TrainConfig, train_architecture
+from metaqnn.teacher.shapes import GTN_LEARNER, PAPER_LEARNERS, load_teacher
 
 
 def _median_time(fn, repeats: int) -> float:

@@ -5,8 +5,8 @@
 The floor is what training on any data must cost: ``steps`` x (one forward + backward + SGD
 update of the learner on a batch of the same size) + one forward pass over the validation
 subset, timed with a plain ``torch.optim.SGD`` loop on a fixed batch. The GTN reward is
-:class:`metaqnn.teaching.GTNReward` (functional inner loop on the teacher's materialized batches,
-then validation). Their ratio is the overhead (target: at most 1.25). The one-off cost of
+:class:`metaqnn.rewards.gtn.GTNReward` (functional inner loop on the teacher's materialized
+batches, then validation). Their ratio is the overhead (target: at most 1.25). The one-off cost of
 generating the batches (once per reward object, shared by every architecture) is reported
 apart. Each time is the median of ``--repeats``.
 """
@@ -22,15 +22,10 @@ import torch
 
 from envs.layers import Architecture
 from envs.space import get_space
-from metaqnn.data import load_dataset
+from metaqnn.core.data import load_dataset
+from metaqnn.rewards.gtn import GTNReward
 from metaqnn.runinfo import device_name
-from metaqnn.teaching import (
-    GTN_LEARNER,
-    PAPER_LEARNERS,
-    GTNReward,
-    fixed_learner_factory,
-    load_teacher,
-)
+from metaqnn.teacher.shapes import GTN_LEARNER, PAPER_LEARNERS, fixed_learner_factory, load_teacher
 
 
 def _median_time(fn, repeats: int, device: torch.device) -> float:

@@ -43,8 +43,13 @@ def measure(args: argparse.Namespace) -> dict:
     from envs.layers import Architecture
     from gtn.meta import MetaConfig, MetaTrainer
     from gtn.teacher import GTNTeacher
-    from metaqnn.data import load_dataset
-    from metaqnn.teaching import GTN_LEARNER, PAPER_LEARNERS, fixed_learner_factory, teacher_config
+    from metaqnn.core.data import load_dataset
+    from metaqnn.teacher.shapes import (
+        GTN_LEARNER,
+        PAPER_LEARNERS,
+        fixed_learner_factory,
+        teacher_config,
+    )
 
     torch.manual_seed(0)
     device = torch.device(args.device)

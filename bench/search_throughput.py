@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from metaqnn.rewards import RewardSpec
+from metaqnn.rewards.spec import RewardSpec
 from metaqnn.runinfo import device_name
-from metaqnn.search import Search, SearchConfig
+from metaqnn.search.loop import Search, SearchConfig
 
 
 def run(spec: RewardSpec, workers: int, models: int, width_divisor: int) -> tuple[float, float]:

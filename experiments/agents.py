@@ -24,11 +24,18 @@ from typing import Any
 import numpy as np
 
 from experiments.harness import REPO_ROOT, Context, Outcome, main
-from metaqnn.baselines import AGENTS, SB3_AGENTS, AgentRun, AgentSettings, CachedReward, run_agent
 from metaqnn.errors import ConfigError
 from metaqnn.markdown import markdown_table
-from metaqnn.rewards import RewardSpec, build_reward
-from metaqnn.schedule import EpsilonSchedule
+from metaqnn.rewards.spec import RewardSpec, build_reward
+from metaqnn.search.baselines import (
+    AGENTS,
+    SB3_AGENTS,
+    AgentRun,
+    AgentSettings,
+    CachedReward,
+    run_agent,
+)
+from metaqnn.search.schedule import EpsilonSchedule
 
 NAME = "agents"
 
@@ -55,7 +62,7 @@ class Config:
     reward_seed: int = 0
     """Seed of the validation split, learner initialisation and synthetic batches."""
     agents: tuple[str, ...] = ("qlearning", "random", "ppo", "dqn")
-    """Agents to compare (keys of ``metaqnn.baselines.AGENTS``)."""
+    """Agents to compare (keys of ``metaqnn.search.baselines.AGENTS``)."""
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     """Seeds: every agent runs once per seed."""
     schedule: str = "0.037"
@@ -114,7 +121,7 @@ def _reward_spec(config: Config, ctx: Context, teacher: Path) -> RewardSpec:
 
 
 def _settings(config: Config, ctx: Context, spec: RewardSpec) -> AgentSettings:
-    from metaqnn.search import SearchConfig
+    from metaqnn.search.loop import SearchConfig
 
     space = SearchConfig(reward=spec, width_divisor=config.width_divisor).search_space()
     return AgentSettings(

@@ -31,11 +31,11 @@ from envs.space import get_space
 from experiments.proxy_fidelity import families
 from gtn.meta import load_meta_checkpoint, teacher_from_checkpoint
 from gtn.teacher import SyntheticTeacher
-from metaqnn.data import Dataset, load_dataset
-from metaqnn.nets import NetConfig, count_flops, count_parameters
+from metaqnn.core.data import Dataset, load_dataset
+from metaqnn.core.nets import NetConfig, count_flops, count_parameters
+from metaqnn.core.training import TrainConfig, evaluate, train_model
 from metaqnn.runinfo import run_metadata
-from metaqnn.teaching import fixed_learner_factory
-from metaqnn.training import TrainConfig, evaluate, train_model
+from metaqnn.teacher.shapes import fixed_learner_factory
 
 #: Seed of the architecture sample: apart from meta-training's.
 ARCH_SEED = 20_261_123

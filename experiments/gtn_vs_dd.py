@@ -33,11 +33,11 @@ from experiments.steps_curve import (
     tuned,
 )
 from gtn.meta import load_meta_checkpoint, teacher_from_checkpoint
-from metaqnn.data import load_dataset
+from metaqnn.core.data import load_dataset
+from metaqnn.core.nets import NetConfig
 from metaqnn.errors import ConfigError
 from metaqnn.markdown import markdown_table
-from metaqnn.nets import NetConfig
-from metaqnn.teaching import fixed_learner_factory
+from metaqnn.teacher.shapes import fixed_learner_factory
 
 NAME = "gtn_vs_dd"
 

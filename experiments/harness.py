@@ -211,7 +211,7 @@ class Context:
         has them, resumed when it has fewer, trained with ``metaqnn gtn train train_args``
         otherwise. Returns the run folder."""
         from gtn.meta import checkpoint_file, load_meta_checkpoint
-        from metaqnn.cli import main as cli_main
+        from metaqnn.cli.main import main as cli_main
 
         run_dir = Path(run_dir)
         common = [
@@ -289,7 +289,7 @@ def _main(
     args: argparse.Namespace,
     argv: Sequence[str] | None,
 ) -> int:
-    from metaqnn.cli import _device
+    from metaqnn.cli.options import torch_device as _device
     from metaqnn.runinfo import run_metadata
 
     config = load_config(config_cls, args.config, quick=args.quick, overrides=args.set)

@@ -40,9 +40,9 @@ from experiments.learner_zoo import (
     teach,
     train_real,
 )
+from metaqnn.core.nets import count_flops
 from metaqnn.errors import ConfigError
 from metaqnn.markdown import markdown_table
-from metaqnn.nets import count_flops
 
 NAME = "learner_types"
 

@@ -25,11 +25,11 @@ from envs.layers import Architecture, Conv, FullyConnected
 from gtn.inner_loop import model_params, unroll
 from gtn.meta import load_meta_checkpoint, teacher_from_checkpoint
 from gtn.teacher import SyntheticTeacher
-from metaqnn.data import Dataset, Split, load_dataset
+from metaqnn.core.data import Dataset, Split, load_dataset
+from metaqnn.core.nets import NetConfig
+from metaqnn.core.training import TrainConfig, evaluate, train_model
 from metaqnn.errors import ConfigError
-from metaqnn.nets import NetConfig
-from metaqnn.teaching import fixed_learner_factory
-from metaqnn.training import TrainConfig, evaluate, train_model
+from metaqnn.teacher.shapes import fixed_learner_factory
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,17 @@
 """A learned optimizer meta-trained for Gaussian-noise robustness (Metz et al. 2019) against
 learning-rate-tuned Adam, inner-trained on clean and on noisy data.
 
-Meta-training: antithetic ES over unrolls (:mod:`gtn.lopt_es`) of the paper's 4-layer CNN at
-reduced width, inner-trained on clean images; the meta-loss is the validation loss under pixel
-noise 0.05 at the end of the inner run (full 200-step unrolls by default; truncations and a
-burn-in are configurable). By default the optimizer is a residual on Adam that starts as exactly
-Adam at the tuned learning rate (``base = "adam"``, ``theta_init = "zero_output"``).
+Meta-training: antithetic ES over unrolls (:mod:`metaqnn.learned_optimizer.es`) of the paper's
+4-layer CNN at reduced width, inner-trained on clean images; the meta-loss is the validation loss
+under pixel noise 0.05 at the end of the inner run (full 200-step unrolls by default; truncations
+and a burn-in are configurable). By default the optimizer is a residual on Adam that starts as
+exactly Adam at the tuned learning rate (``base = "adam"``, ``theta_init = "zero_output"``).
 
-Evaluation (:mod:`metaqnn.lopt_eval`): Adam's learning rate is tuned on the same noisy
-validation loss over a grid, once with clean and once with noisy inner training; every optimizer
-then trains fresh models (seeds not seen in meta-training or tuning) for the same steps on the
-same batches, and each model is measured on the meta-objective, on the test set at several noise
-levels and on held-out corruptions (the evaluation module); the learned optimizer's noisy loss
+Evaluation (:mod:`metaqnn.learned_optimizer.evaluation`): Adam's learning rate is tuned on the
+same noisy validation loss over a grid, once with clean and once with noisy inner training; every
+optimizer then trains fresh models (seeds not seen in meta-training or tuning) for the same steps
+on the same batches, and each model is measured on the meta-objective, on the test set at several
+noise levels and on held-out corruptions (the evaluation module); the learned optimizer's noisy loss
 is also compared with each Adam's seed by seed. The same comparison at twice the meta-trained
 horizon shows how far the optimizer generalises in time. Meta-training resumes from its
 checkpoint; each evaluation is a memoised unit.
@@ -23,12 +23,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from experiments.harness import Context, Outcome, main
-from gtn.lopt import BASES, THETA_INITS, LOptConfig
-from gtn.lopt_es import CHECKPOINT_NAME, ESConfig, ESTrainer, load_lopt_checkpoint
-from metaqnn.data import load_dataset
+from metaqnn.core.data import load_dataset
 from metaqnn.errors import ConfigError
 from metaqnn.evaluation.corruptions import CORRUPTIONS
-from metaqnn.lopt_eval import (
+from metaqnn.learned_optimizer.es import CHECKPOINT_NAME, ESConfig, ESTrainer, load_lopt_checkpoint
+from metaqnn.learned_optimizer.evaluation import (
     METHODS,
     ComparisonConfig,
     InnerModelConfig,
@@ -36,6 +35,7 @@ from metaqnn.lopt_eval import (
     build_task,
     evaluate_run,
 )
+from metaqnn.learned_optimizer.optimizer import BASES, THETA_INITS, LOptConfig
 from metaqnn.markdown import markdown_table
 
 NAME = "lopt_noise"
@@ -64,7 +64,7 @@ class Config:
     base: str = "adam"
     """What the MLP's outputs act on: ``none`` (the paper's ``step_mult * d * exp(exp_mult *
     m)``) or ``adam`` (Adam's step at ``base_lr`` times ``exp(exp_mult * m)`` plus
-    ``step_mult * d``; see ``gtn.lopt``)."""
+    ``step_mult * d``; see ``metaqnn.learned_optimizer.optimizer``)."""
     base_lr: float = 0.01
     """Adam's learning rate under the ``adam`` base."""
     theta_init: str = "zero_output"

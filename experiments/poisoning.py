@@ -38,13 +38,13 @@ from gtn.poison import (
     VictimConfig,
     evaluate_poisons,
 )
-from metaqnn.data import load_dataset
+from metaqnn.core.data import load_dataset
+from metaqnn.core.nets import NetConfig
 from metaqnn.errors import ConfigError
 from metaqnn.evaluation import PixelModel
 from metaqnn.evaluation.robustness import RobustnessConfig, evaluate_robustness
 from metaqnn.markdown import markdown_table
-from metaqnn.nets import NetConfig
-from metaqnn.teaching import fixed_learner_factory
+from metaqnn.teacher.shapes import fixed_learner_factory
 
 NAME = "poisoning"
 

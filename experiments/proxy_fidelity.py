@@ -48,13 +48,14 @@ from envs.layers import Architecture, FullyConnected, GlobalAvgPool, Pool, Softm
 from envs.space import SearchSpace, get_space
 from experiments.harness import REPO_ROOT, Context, Outcome, main
 from gtn.meta import load_meta_checkpoint, teacher_from_checkpoint
-from metaqnn.data import Dataset, Split, iterate_batches, load_dataset
+from metaqnn.core.data import Dataset, Split, iterate_batches, load_dataset
+from metaqnn.core.nets import NetConfig, count_flops, count_parameters
+from metaqnn.core.training import evaluate
 from metaqnn.errors import ConfigError
 from metaqnn.evaluation.correlation import CorrelationResult, plot_scatter, rank_correlation
 from metaqnn.markdown import markdown_table
-from metaqnn.nets import NetConfig, count_flops, count_parameters
-from metaqnn.teaching import GTNReward, fixed_learner_factory
-from metaqnn.training import evaluate
+from metaqnn.rewards.gtn import GTNReward
+from metaqnn.teacher.shapes import fixed_learner_factory
 
 NAME = "proxy_fidelity"
 
@@ -72,7 +73,7 @@ class Config:
     """The architectures, the real-data budgets, the teachers and the statistics."""
 
     dataset: str = "mnist"
-    """Dataset name (``metaqnn.data``)."""
+    """Dataset name (``metaqnn.core.data``)."""
     space: str = "mnist"
     """Search-space preset the architectures are drawn from."""
     width_divisor: int = 16

@@ -1,7 +1,7 @@
 """MetaQNN's Q-learning curve (Fig. 3) on MNIST with the GTN reward, and the top models
 retrained on real data beside MetaQNN's 0.44 % test error.
 
-The experiment drives the search machinery of :mod:`metaqnn.search`: a search folder under a
+The experiment drives the search machinery of :mod:`metaqnn.search.loop`: a search folder under a
 config path (created, resumed after a kill, or copied from an earlier search and then
 resumed), MetaQNN's epsilon schedule scaled by a factor, the GTN reward from a meta-trained
 teacher (reused, resumed or trained through ``ctx.gtn``). From the finished search it draws
@@ -23,17 +23,17 @@ from typing import Any
 
 from envs.layers import Architecture
 from experiments.harness import REPO_ROOT, Context, Outcome, main
-from metaqnn.checkpoint import load_checkpoint, save_checkpoint
-from metaqnn.data import Dataset, Split, load_dataset
+from metaqnn.core.checkpoint import load_checkpoint, save_checkpoint
+from metaqnn.core.data import Dataset, Split, load_dataset
+from metaqnn.core.nets import NetConfig, count_parameters
+from metaqnn.core.training import TrainConfig, evaluate, train_architecture
 from metaqnn.errors import ConfigError
 from metaqnn.markdown import markdown_table
-from metaqnn.nets import NetConfig, count_parameters
-from metaqnn.report import plot_figure3, ranked, stage_means
-from metaqnn.rewards import RewardSpec
-from metaqnn.schedule import EpsilonSchedule
-from metaqnn.search import Search, SearchConfig
-from metaqnn.store import ModelRecord, SearchStore
-from metaqnn.training import TrainConfig, evaluate, train_architecture
+from metaqnn.rewards.spec import RewardSpec
+from metaqnn.search.loop import Search, SearchConfig
+from metaqnn.search.report import plot_figure3, ranked, stage_means
+from metaqnn.search.schedule import EpsilonSchedule
+from metaqnn.search.store import ModelRecord, SearchStore
 
 NAME = "qlearning_curve"
 
@@ -96,7 +96,7 @@ class Config:
     retrain_seed: int = 0
     """Seed of the retraining (initialisation, dropout, shuffling)."""
     norm: str = "batch"
-    """Normalisation of the retrained nets (a key of ``metaqnn.nets.NORMS``)."""
+    """Normalisation of the retrained nets (a key of ``metaqnn.core.nets.NORMS``)."""
     checkpoint_dir: str = ""
     """Where retrained checkpoints go (relative to the repository root); empty: scratch."""
     top_checkpoint: str = ""
@@ -164,7 +164,7 @@ def check_stored(stored: dict[str, Any], wanted: SearchConfig, where: Path) -> N
 
 def run_search(config: Config, ctx: Context) -> Path:
     """The finished search folder: created, copied from ``seed_search``, or resumed."""
-    from metaqnn.tb import SearchLogger
+    from metaqnn.search.tb import SearchLogger
 
     run_dir = resolve(config.search_dir, ctx, "search")
     db = run_dir / "search.db"

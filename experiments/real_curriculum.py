@@ -27,11 +27,11 @@ from tqdm import tqdm
 
 from experiments.gtn_space_table import ARCH_SEED, load_space_run
 from gtn.warmstart import SELECTIONS, paired_targets
+from metaqnn.cli.options import ints, names
+from metaqnn.core.training import evaluate
 from metaqnn.errors import ConfigError
-from metaqnn.options import ints, names
 from metaqnn.runinfo import run_metadata
-from metaqnn.teaching import fixed_learner_factory
-from metaqnn.training import evaluate
+from metaqnn.teacher.shapes import fixed_learner_factory
 
 
 def main() -> None:

@@ -28,10 +28,10 @@ from tqdm import tqdm
 from envs.space import get_space
 from experiments.gtn_space_table import ARCH_SEED
 from gtn.inner_loop import LearnedSGD, model_params, unroll
-from metaqnn.data import Split, load_dataset
+from metaqnn.core.data import Split, load_dataset
+from metaqnn.core.training import evaluate
 from metaqnn.runinfo import run_metadata
-from metaqnn.teaching import GTN_LEARNER, fixed_learner_factory
-from metaqnn.training import evaluate
+from metaqnn.teacher.shapes import GTN_LEARNER, fixed_learner_factory
 
 #: Rule -> learning rates tried (one shared rate for every architecture).
 GRID: dict[str, tuple[float, ...]] = {

@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 from gtn.teacher import SyntheticTeacher
-from metaqnn.data import Split
+from metaqnn.core.data import Split
+from metaqnn.core.training import evaluate
 from metaqnn.markdown import markdown_table
-from metaqnn.training import evaluate
 
 #: Seed -> a freshly initialised learner on the evaluation device.
 LearnerFactory = Callable[[int], nn.Module]

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from experiments.harness import CONFIG_DIR, REPO_ROOT, Context, Outcome, load_config, main
-from metaqnn.checkpoint import load_checkpoint
-from metaqnn.data import Dataset, Split, load_dataset
+from metaqnn.core.checkpoint import load_checkpoint
+from metaqnn.core.data import Dataset, Split, load_dataset
+from metaqnn.core.training import TrainConfig
 from metaqnn.errors import ConfigError
 from metaqnn.evaluation.transfer import TRANSFER_MODES, transfer
 from metaqnn.markdown import markdown_table
-from metaqnn.training import TrainConfig
 
 NAME = "transfer"
 

@@ -5,12 +5,22 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from functools import cache
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-import metaqnn
+
+@cache
+def package_version() -> str:
+    """The installed metaqnn version (``pyproject.toml`` is its one source)."""
+    try:
+        return metadata.version("metaqnn")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _git_commit() -> str:
@@ -31,6 +41,8 @@ def _git_commit() -> str:
 
 def device_name(device: torch.device | str) -> str:
     """A human name for a device: the GPU model, or the CPU with its core count."""
+    import torch
+
     device = torch.device(device)
     if device.type == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_name(device)
@@ -42,9 +54,10 @@ def run_metadata(device: torch.device | str = "cpu") -> dict[str, Any]:
     """Versions, machine and device of this process: plain values, safe to save anywhere."""
     import gymnasium
     import numpy
+    import torch
 
     return {
-        "metaqnn": metaqnn.__version__,
+        "metaqnn": package_version(),
         "git_commit": _git_commit(),
         "python": platform.python_version(),
         "torch": str(torch.__version__),

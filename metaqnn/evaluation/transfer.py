@@ -2,7 +2,7 @@
 
 As in MetaQNN's transfer table (Baker et al. 2017, Table 4): the architecture found on dataset
 A is trained on dataset B from scratch, and finetuned from its A weights, with the same
-budget (one :class:`~metaqnn.training.TrainConfig` for both). ``as_is`` also scores the A
+budget (one :class:`~metaqnn.core.training.TrainConfig` for both). ``as_is`` also scores the A
 model on B without any training, when all its weights fit.
 
 Weights are carried over by name where their shapes agree; the others (a first conv over
@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from envs.layers import Architecture, Softmax
-from metaqnn.checkpoint import Checkpoint
-from metaqnn.data import Dataset
+from metaqnn.core.checkpoint import Checkpoint
+from metaqnn.core.data import Dataset
+from metaqnn.core.nets import build_model, trace_shapes
+from metaqnn.core.training import TrainConfig, evaluate, train_model
 from metaqnn.errors import ConfigError
-from metaqnn.nets import build_model, trace_shapes
-from metaqnn.training import TrainConfig, evaluate, train_model
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ import pytest
 
 from experiments.agents import Config, _composition, _curves, _stage_means, _summary
 from experiments.harness import CONFIG_DIR, load_config
-from metaqnn.baselines import AgentRun
 from metaqnn.errors import ConfigError
-from metaqnn.schedule import EpsilonSchedule
+from metaqnn.search.baselines import AgentRun
+from metaqnn.search.schedule import EpsilonSchedule
 
 
 def _run(rewards, agent="x", seed=0, stopped="budget"):

@@ -22,10 +22,10 @@ from experiments.learner_zoo import (
     train_real,
 )
 from gtn.teacher import GTNTeacher
-from metaqnn.data import load_dataset
+from metaqnn.core.data import load_dataset
+from metaqnn.core.nets import build_model
 from metaqnn.errors import ConfigError
-from metaqnn.nets import build_model
-from metaqnn.teaching import GTN_LEARNER, fixed_learner_factory, teacher_config
+from metaqnn.teacher.shapes import GTN_LEARNER, fixed_learner_factory, teacher_config
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_real_training_is_deterministic_and_learns(digits):
 
 
 def test_head_and_summaries():
-    from metaqnn.data import Split
+    from metaqnn.core.data import Split
 
     split = Split(torch.zeros(5, 1, 2, 2), torch.arange(5))
     assert len(head(split, 3)) == 3 and len(head(split, None)) == 5 and len(head(split, 9)) == 5

@@ -22,9 +22,9 @@ from experiments.proxy_fidelity import (
     sample_architectures,
     train_with_checkpoints,
 )
-from metaqnn.data import Split, load_dataset
+from metaqnn.core.data import Split, load_dataset
 from metaqnn.errors import ConfigError
-from metaqnn.teaching import GTN_LEARNER
+from metaqnn.teacher.shapes import GTN_LEARNER
 
 CONFIG = CONFIG_DIR / "proxy_fidelity.toml"
 

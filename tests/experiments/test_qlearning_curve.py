@@ -11,11 +11,12 @@ import torch
 
 from experiments import qlearning_curve as qc
 from experiments.harness import CONFIG_DIR, Context, load_config
-from metaqnn.data import load_dataset
+from metaqnn.core.data import load_dataset
 from metaqnn.errors import ConfigError
-from metaqnn.rewards import RewardSpec
-from metaqnn.search import SearchConfig
-from metaqnn.store import ModelRecord, SearchStore
+from metaqnn.rewards.result import RewardResult
+from metaqnn.rewards.spec import RewardSpec
+from metaqnn.search.loop import SearchConfig
+from metaqnn.search.store import ModelRecord, SearchStore
 
 
 def _record(i: int, arch: str, reward: float, epsilon: float) -> ModelRecord:
@@ -70,12 +71,11 @@ def _stored(tmp_path: Path, schedule: str) -> Path:
     spec = RewardSpec(name="gtn", dataset="digits", gtn_checkpoint="nowhere", score_size=100)
     config = SearchConfig(reward=spec, width_divisor=2, schedule=schedule, replay=10)
     store = SearchStore.create(run_dir, config.to_dict(), {})
-    row = {
-        "architecture": "[C(4,3,1), SM(10)]", "epsilon": 1.0, "worker": "inline", "attempts": 1,
-        "status": "ok", "reason": "", "reward": 0.8, "val_accuracy": 0.8, "test_accuracy": None,
-        "parameters": 10, "flops": 10, "wall_time_s": 1.0,
-    }  # fmt: skip
-    store.record_result(row, {})
+    result = RewardResult(
+        architecture="[C(4,3,1), SM(10)]", reward=0.8, status="ok", reason="", val_accuracy=0.8,
+        test_accuracy=None, parameters=10, flops=10, steps=1, restarts=0, wall_time_s=1.0,
+    )  # fmt: skip
+    store.record_result(result, epsilon=1.0, worker="inline", attempts=1, state={})
     store.close()
     return run_dir
 

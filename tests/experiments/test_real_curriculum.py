@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from experiments import gtn_space_table, real_curriculum
-from metaqnn.cli import main as cli
+from metaqnn.cli.main import main as cli
 
 TINY = ["--inner-steps", "2", "--inner-batch", "20", "--generator-hidden", "32", "--noise-dim",
         "8", "--meta-batch", "32", "--eval-archs", "0", "--no-progress"]  # fmt: skip

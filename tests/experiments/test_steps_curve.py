@@ -20,9 +20,9 @@ from experiments.steps_curve import (
 )
 from gtn.distill import DistilledData
 from gtn.teacher import GTNTeacher
-from metaqnn.data import load_dataset
-from metaqnn.teaching import distill_config, fixed_learner_factory, teacher_config
-from metaqnn.training import evaluate
+from metaqnn.core.data import load_dataset
+from metaqnn.core.training import evaluate
+from metaqnn.teacher.shapes import distill_config, fixed_learner_factory, teacher_config
 
 ARCH = Architecture.parse("[C(4,3,1), P(2,2), FC(8), SM(10)]")
 

@@ -13,9 +13,9 @@ import torch
 from experiments import qlearning_curve as qc
 from experiments import transfer as tr
 from experiments.harness import CONFIG_DIR, Context, load_config
-from metaqnn.data import load_dataset
+from metaqnn.core.data import load_dataset
 from metaqnn.errors import ConfigError
-from metaqnn.store import ModelRecord
+from metaqnn.search.store import ModelRecord
 
 
 def _ctx(tmp_path: Path, name: str = "work") -> Context:

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from envs.layers import Architecture
-from metaqnn.checkpoint import save_checkpoint
-from metaqnn.data import load_dataset
+from metaqnn.core.checkpoint import save_checkpoint
+from metaqnn.core.data import load_dataset
+from metaqnn.core.nets import NetConfig
+from metaqnn.core.training import TrainConfig, train_architecture
 from metaqnn.evaluation.pixels import PixelModel
-from metaqnn.nets import NetConfig
-from metaqnn.training import TrainConfig, train_architecture
 
 DIGITS_ARCH = "[C(8,3,1), P(2,2), FC(16), SM(10)]"
 

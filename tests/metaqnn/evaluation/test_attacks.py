@@ -152,7 +152,7 @@ def test_normalised_inputs_are_refused(trained):
 
 def test_gtn_learner_with_batch_statistics():
     from envs.layers import Architecture
-    from metaqnn.nets import NetConfig, build_model
+    from metaqnn.core.nets import NetConfig, build_model
 
     arch = Architecture.parse("[C(8,3,1), P(2,2), FC(16), SM(10)]")
     net = build_model(arch, in_channels=1, input_size=8,

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from metaqnn.cli import build_parser, main
-from tests.metaqnn.test_cli import _one_line_error
+from metaqnn.cli.main import build_parser, main
+from tests.metaqnn.cli.test_cli import _one_line_error
 
 
 def test_subcommands_have_help():

@@ -2,12 +2,12 @@ import pytest
 import torch
 
 from envs.layers import Architecture
-from metaqnn.checkpoint import load_checkpoint
-from metaqnn.data import load_dataset
+from metaqnn.core.checkpoint import load_checkpoint
+from metaqnn.core.data import load_dataset
+from metaqnn.core.nets import build_model
+from metaqnn.core.training import TrainConfig, evaluate
 from metaqnn.errors import ConfigError
 from metaqnn.evaluation.transfer import for_classes, load_matching, transfer
-from metaqnn.nets import build_model
-from metaqnn.training import TrainConfig, evaluate
 
 ARCH = Architecture.parse("[C(8,3,1), P(2,2), FC(16), SM(10)]")
 

@@ -1,0 +1,219 @@
+"""``metaqnn gtn ...``: meta-train a GTN teacher (resumable), view its samples, evaluate it."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from envs.layers import Architecture
+from gtn.inner_loop import STEP_RULES
+from gtn.meta import teacher_from_checkpoint
+from gtn.teacher import GTNTeacher
+from metaqnn.cli.options import add_data_options, load_data, torch_device
+from metaqnn.core.nets import NetConfig
+from metaqnn.errors import ConfigError
+from metaqnn.markdown import markdown_table
+from metaqnn.teacher.run import CHECKPOINT, TeacherRun, load_state, test_accuracy, train_teacher
+from metaqnn.teacher.shapes import fixed_learner_factory
+
+
+# ------------------------------------------------------------------ gtn train
+def configure_train(p: argparse.ArgumentParser) -> None:
+
+    add_data_options(p, default_dataset="digits")
+    p.add_argument(
+        "--learner",
+        default="space",
+        help='"space" (a fresh architecture every outer step), "paper", or an architecture',
+    )
+    p.add_argument("--space", default=None, help="search-space preset (default: the dataset's)")
+    p.add_argument("--width-divisor", type=int, default=1, help="divide conv filters and FC widths")
+    p.add_argument("--method", choices=["gtn", "dd"], default="gtn",
+                   help="gtn: a generator; dd: Dataset Distillation (learned pixels)")  # fmt: skip
+    p.add_argument("--dd-images-per-class", type=int, default=1)
+    p.add_argument("--dd-steps", type=int, default=10, help="DD: distinct distilled batches")
+    p.add_argument("--dd-epochs", type=int, default=3, help="DD: passes over them")
+    p.add_argument("--curriculum", default="full", help="none, all-shuffled, shuffled-batch, full")
+    p.add_argument("--inner-steps", type=int, default=32)
+    p.add_argument("--inner-batch", type=int, default=128)
+    p.add_argument("--soft-labels", action="store_true")
+    p.add_argument(
+        "--inner-rule",
+        default="sgd",
+        help=f"inner step rule ({', '.join(STEP_RULES)}): sgd (the paper's) or relative "
+        "(each tensor moves in proportion to its norm; one schedule fits the whole space)",
+    )
+    p.add_argument("--init-lr", type=float, default=None,
+                   help="initial inner learning rate (default: 0.02 for sgd, 0.03 for "
+                   "relative)")  # fmt: skip
+    p.add_argument("--generator-hidden", type=int, default=1024)
+    p.add_argument("--noise-dim", type=int, default=128)
+    p.add_argument("--outer-steps", type=int, default=None,
+                   help="outer steps (default 2000); with --resume, extends a run (the cosine "
+                   "schedule is recomputed for the new total)")  # fmt: skip
+    p.add_argument("--outer-lr", type=float, default=0.02)
+    p.add_argument("--meta-batch", type=int, default=128)
+    p.add_argument("--intermediate-every", type=int, default=0)
+    p.add_argument("--truncate", type=int, default=None, help="backprop through the last N steps")
+    p.add_argument("--checkpoint-inner", action="store_true",
+                   help="gradient checkpointing of the inner steps (same meta-gradient, memory "
+                   "bounded by the parameters per step; about 1.3-1.5x the time)")  # fmt: skip
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this")
+    p.add_argument("--checkpoint-every", type=int, default=50)
+    p.add_argument("--logdir", default=None, help="run folder (default runs/gtn/<dataset>__...)")
+    p.add_argument("--resume", default=None, help="run folder or checkpoint to continue")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        help="start from the teacher of another run (e.g. one meta-trained on the "
+        "paper's learner) with a fresh outer optimiser; with --warm-start, --inner-batch may "
+        "differ from that run's (its generator and schedule carry over, the inputs are refitted)",
+    )
+    p.add_argument(
+        "--warm-start",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="before meta-training, fit the generator's batches to paired real images for "
+        "this many Adam steps (0: off; 600 took 111 s on MNIST, 2 CPU cores; gtn/warmstart.py)",
+    )
+    p.add_argument("--warm-start-lr", type=float, default=1e-3)
+    p.add_argument(
+        "--warm-start-select",
+        default="random",
+        help="which real images the warm start fits: random, or kmeans (per class, the images "
+        "nearest to k-means centres: a coreset covering the class)",
+    )
+    p.add_argument(
+        "--meta-train",
+        default="all",
+        help="what the outer loop updates: all (generator, curriculum, schedule) or schedule "
+        "(only the inner learning rates and momenta; keeps warm-started data as fitted)",
+    )
+    p.add_argument(
+        "--eval-archs", type=int, default=10, help="sampled architectures to score at the end"
+    )
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``metaqnn gtn train``: the options as a :class:`TeacherRun`, then :func:`train_teacher`."""
+    fields = {f.name for f in dataclasses.fields(TeacherRun)}
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    result = train_teacher(TeacherRun(**values, progress=not args.no_progress))
+    run_dir = result.run_dir
+    print(f"checkpoint {run_dir / CHECKPOINT}; resume with: metaqnn gtn train --resume {run_dir}")
+    return 0
+
+
+# ------------------------------------------------------------------ gtn sample
+def configure_sample(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="GTN run folder or checkpoint")
+    p.add_argument("--out", default=None, help="PNG path (default: <run folder>/samples.png)")
+    p.add_argument("--per-class", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from torchvision.utils import save_image
+
+    ckpt, state = load_state(args.checkpoint)
+    teacher = teacher_from_checkpoint(state)
+    grid = teacher.sample_grid(per_class=args.per_class, seed=args.seed)  # (C, K*H, n*W)
+    out = Path(args.out or ckpt.parent / "samples.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, out)
+    print(f"wrote {out}: one row per class, {args.per_class} samples each")
+    return 0
+
+
+# ------------------------------------------------------------------ gtn eval
+def configure_eval(p: argparse.ArgumentParser) -> None:
+
+    p.add_argument("checkpoint", help="GTN run folder or checkpoint")
+    p.add_argument("architecture", help="the learner to train")
+    add_data_options(p, default_dataset=None)
+    p.add_argument("--steps", type=int, default=None, help="inner steps (default: the teacher's)")
+    p.add_argument("--seeds", type=int, default=3, help="learner initialisations")
+    p.add_argument(
+        "--real-lrs", default="0.001,0.003,0.01", help="Adam lrs of the real-data baseline"
+    )
+    p.add_argument("--dd", default=None, help="a Dataset Distillation run (gtn train --method dd)")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from metaqnn.core.training import TrainConfig, train_model
+
+    device = torch_device(args.device)
+    _, state = load_state(args.checkpoint)
+    extra = state["extra"]
+    data = load_data(args, name=extra["dataset"])
+    teacher = teacher_from_checkpoint(state, device)
+    arch = Architecture.parse(args.architecture)
+    steps = args.steps or teacher.config.inner_steps
+    batch = teacher.config.inner_batch
+    net = NetConfig(**extra["net_config"])
+    factory = fixed_learner_factory(arch, data, net, device)
+    rows = []
+    start = time.perf_counter()
+    gtn = []
+    for seed in range(args.seeds):
+        learner = teacher.teach(factory(seed), steps, seed=seed)
+        gtn.append(test_accuracy(learner, data))
+    gtn_s = (time.perf_counter() - start) / args.seeds
+    method = "GTN" if state["kind"] == GTNTeacher.checkpoint_kind else "DD"
+    rows.append(
+        [f"{method}, {steps} steps", f"{np.mean(gtn):.4f} ± {np.std(gtn):.4f}", f"{gtn_s:.2f}"]
+    )
+    if args.dd:
+        dd_state = load_state(args.dd)[1]
+        if dd_state["extra"]["dataset"] != data.name:
+            raise ConfigError(f"--dd {args.dd} was trained on {dd_state['extra']['dataset']}")
+        dd = teacher_from_checkpoint(dd_state, device)
+        accs, start = [], time.perf_counter()
+        for seed in range(args.seeds):
+            accs.append(test_accuracy(dd.teach(factory(seed), seed=seed), data))
+        dd_s = (time.perf_counter() - start) / args.seeds
+        label = f"DD, {dd.config.inner_steps} steps of {dd.config.inner_batch}"
+        rows.append([label, f"{np.mean(accs):.4f} ± {np.std(accs):.4f}", f"{dd_s:.2f}"])
+    for lr in [float(v) for v in args.real_lrs.split(",")]:
+        accs, start = [], time.perf_counter()
+        for seed in range(args.seeds):
+            config = TrainConfig(steps=steps, batch_size=batch, lr=lr, seed=seed, max_restarts=0)
+            result = train_model(
+                lambda s=seed: factory(s), data.train, data.val, config, device=device
+            )
+            accs.append(test_accuracy(result.model, data))
+        real_s = (time.perf_counter() - start) / args.seeds
+        label = f"real data, Adam lr {lr:g}, {steps} steps"
+        rows.append([label, f"{np.mean(accs):.4f} ± {np.std(accs):.4f}", f"{real_s:.2f}"])
+    print(
+        f"{arch} on {data.source}, test accuracy over {args.seeds} initialisations, batch {batch}:"
+    )
+    print(markdown_table(["trained with", "test acc (mean ± std)", "s per model"], rows))
+    return 0
+
+
+#: ``metaqnn gtn WHAT``: (configure, run, help) per subcommand.
+SUBCOMMANDS = {
+    "train": (configure_train, run_train, "meta-train a GTN teacher (resumable)"),
+    "sample": (configure_sample, run_sample, "write a PNG grid of generated samples per class"),
+    "eval": (configure_eval, run_eval, "an architecture trained by GTN vs real data"),
+}
+
+
+def configure_gtn(p: argparse.ArgumentParser) -> None:
+    """``metaqnn gtn``: one parser per subcommand."""
+    sub = p.add_subparsers(dest="gtn_command", required=True, metavar="WHAT")
+    for name, (configure, _, help_text) in SUBCOMMANDS.items():
+        configure(sub.add_parser(name, help=help_text, description=help_text))
+
+
+def run_gtn(args: argparse.Namespace) -> int:
+    """Run the chosen ``metaqnn gtn`` subcommand."""
+    return SUBCOMMANDS[args.gtn_command][1](args)

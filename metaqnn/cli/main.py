@@ -1,0 +1,99 @@
+"""The ``metaqnn`` command line. Each subcommand is an entry of :data:`COMMANDS`, implemented in
+a module of its own in this package; the options they share are in
+:mod:`metaqnn.cli.options`.
+
+Every error a user can cause (a malformed architecture, a broken rule, an unknown or missing
+dataset, a corrupt checkpoint, a bad option value) ends the program with one line on stderr
+and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from envs.layers import ArchitectureError
+from metaqnn.cli.options import EXIT_USER_ERROR
+from metaqnn.errors import MetaQNNError
+from metaqnn.runinfo import package_version
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its help, and the module (of this package) that implements it.
+
+    The module has ``configure_<name>(parser)`` and ``run_<name>(args) -> int`` (``name`` is
+    ``function`` when given, else the command's name). It is imported only when the command
+    is used, so that light commands stay light.
+    """
+
+    help: str
+    module: str
+    function: str | None = None
+
+    def _module(self):
+        return importlib.import_module(f"metaqnn.cli.{self.module}")
+
+    def configure(self, name: str) -> Callable[[argparse.ArgumentParser], None]:
+        """The function that adds this command's options to its parser."""
+        return getattr(self._module(), f"configure_{self.function or name}")
+
+    def runner(self, name: str) -> Callable[[argparse.Namespace], int]:
+        """The function that runs this command."""
+        return getattr(self._module(), f"run_{self.function or name}")
+
+
+#: The subcommands, in help order.
+COMMANDS: dict[str, Command] = {
+    "demo": Command(
+        "the main job on a small budget: meta-train a GTN teacher, search with it, retrain "
+        "the best designs and report",
+        "demo",
+    ),
+    "train": Command("train one architecture on real data, save a checkpoint", "train"),
+    "search": Command(
+        "MetaQNN search: Q-learning over the space, GTN or real-data rewards (resumable)",
+        "search",
+    ),
+    "report": Command("a search's top models, Figure 3, retraining of the top K", "search"),
+    "evaluate": Command("evaluate a checkpoint", "train"),
+    "gtn": Command("Generative Teaching Networks: train, sample, eval", "gtn"),
+    "lopt": Command("learned optimizer for robustness (Metz et al. 2019): train, eval", "lopt"),
+    "validate": Command("check an architecture against a search space", "space"),
+    "sample": Command("print random valid architectures of a search space", "space"),
+    "space": Command("describe a search space: actions, states, rules", "space"),
+    "datasets": Command("list the datasets and whether their files are here", "space"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="metaqnn", description="CNN architecture search with MetaQNN and GTN rewards."
+    )
+    parser.add_argument("--version", action="version", version=f"metaqnn {package_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        command.configure(name)(sub.add_parser(name, help=command.help, description=command.help))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command].runner(args.command)(args)
+    except (MetaQNNError, ArchitectureError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"metaqnn: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("metaqnn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

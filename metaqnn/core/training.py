@@ -1,0 +1,402 @@
+"""Real-data training with MetaQNN's recipe: Adam, step decay of the learning rate, and a
+restart from a fresh initialisation at a lower learning rate when a model is at chance.
+
+Randomness: a root ``torch.Generator`` seeded with ``TrainConfig.seed`` draws, per attempt, the
+seed of the model initialisation and dropout (applied inside ``torch.random.fork_rng``, so the
+caller's global RNG is left as it was) and the seed of the CPU generator that shuffles batches.
+The same seed on the same machine gives the same result.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from envs.layers import Architecture
+from metaqnn.core.data import Split, iterate_batches
+from metaqnn.core.nets import NetConfig, build_model, trace_shapes
+from metaqnn.errors import ConfigError
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _positive_int(v: Any) -> bool:
+    return _count(v) and v > 0
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _betas(v: Any) -> bool:
+    return isinstance(v, tuple) and len(v) == 2 and all(_number(b) and 0 <= b < 1 for b in v)
+
+
+#: Field -> (check, what was expected), applied by ``TrainConfig.__post_init__``.
+_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs": (_positive_int, "a positive integer"),
+    "steps": (lambda v: v is None or _positive_int(v), "None or a positive integer"),
+    "batch_size": (_positive_int, "a positive integer"),
+    "lr": (lambda v: _number(v) and v > 0, "a positive number"),
+    "betas": (_betas, "two numbers in [0, 1)"),
+    "eps": (lambda v: _number(v) and v > 0, "a positive number"),
+    "weight_decay": (lambda v: _number(v) and v >= 0, "a non-negative number"),
+    "lr_decay": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "lr_decay_epochs": (_positive_int, "a positive integer"),
+    "max_restarts": (_count, "a non-negative integer"),
+    "restart_lr_factor": (lambda v: _number(v) and v > 0, "a positive number"),
+    "chance_tolerance": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "eval_batch_size": (_positive_int, "a positive integer"),
+    "seed": (_count, "a non-negative integer"),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """MetaQNN's training recipe (Baker et al. 2017); defaults are the paper's."""
+
+    epochs: int = 20
+    """Passes over the training split per attempt (ignored when ``steps`` is set)."""
+    steps: int | None = None
+    """A budget of optimizer steps per attempt instead of ``epochs`` (the last pass may be
+    partial)."""
+    batch_size: int = 128
+    """Training mini-batch size."""
+    lr: float = 1e-3
+    """Initial Adam learning rate."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """Adam's betas."""
+    eps: float = 1e-8
+    """Adam's epsilon."""
+    weight_decay: float = 5e-4
+    """L2 penalty added to the gradient (Adam's ``weight_decay``, as Caffe's)."""
+    lr_decay: float = 0.2
+    """Factor applied to the learning rate every ``lr_decay_epochs`` epochs."""
+    lr_decay_epochs: int = 5
+    """Epochs between learning-rate decays."""
+    max_restarts: int = 5
+    """Restarts allowed for a model at chance after its first epoch."""
+    restart_lr_factor: float = 0.4
+    """Factor applied to the initial learning rate at each restart."""
+    chance_tolerance: float = 0.02
+    """A model is at chance when its validation accuracy after the first epoch is below
+    ``1 / classes + chance_tolerance`` (or its loss is not finite)."""
+    eval_batch_size: int = 1000
+    """Batch size of evaluation (no gradients, so larger)."""
+    seed: int = 0
+    """Root seed of initialisation, dropout and shuffling."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.betas, list):  # e.g. read back from JSON
+            object.__setattr__(self, "betas", tuple(self.betas))
+        for name, (check, expected) in _CHECKS.items():
+            value = getattr(self, name)
+            if not check(value):
+                raise ConfigError(f"TrainConfig.{name}={value!r}: expected {expected}")
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Accuracy and mean cross-entropy loss of a model on a split.
+
+    Attributes:
+        accuracy: Share of correctly classified examples, in [0, 1].
+        loss: Mean cross-entropy per example (NaN or inf for a diverged model).
+    """
+
+    accuracy: float
+    loss: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The outcome of :func:`train_model`.
+
+    Attributes:
+        status: ``"ok"`` or ``"diverged"`` (a non-finite loss; no exception is raised).
+        reason: Why it diverged (empty when ok).
+        val_accuracy: Validation accuracy at the end (NaN when diverged).
+        val_loss: Validation loss at the end (NaN when diverged).
+        epochs_run: Passes over the data in the final attempt (the last may be partial).
+        steps_run: Optimizer steps in the final attempt.
+        total_steps: Optimizer steps of all attempts, restarted ones included.
+        restarts: How many times training restarted from a fresh initialisation.
+        restart_reasons: Why each restart happened.
+        wall_time_s: Wall-clock seconds of the whole call.
+        history: One dict per epoch of every attempt: ``attempt``, ``epoch``, ``lr``,
+            ``train_loss``, ``train_acc``, ``val_acc``, ``val_loss``.
+        model: The trained model of the final attempt, in eval mode.
+    """
+
+    status: str
+    reason: str
+    val_accuracy: float
+    val_loss: float
+    epochs_run: int
+    steps_run: int
+    total_steps: int
+    restarts: int
+    restart_reasons: tuple[str, ...]
+    wall_time_s: float
+    history: tuple[dict[str, float], ...]
+    model: nn.Module = field(repr=False, compare=False)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The trained model's state dict."""
+        return self.model.state_dict()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1000) -> EvalResult:
+    """Accuracy and mean cross-entropy of ``model`` on ``split``, in eval mode, without grads.
+
+    The model's train/eval mode is restored afterwards. One host sync at the end.
+
+    Args:
+        model: Maps (N, C, H, W) images to (N, classes) logits.
+        split: The examples; batches are moved to the model's device.
+        batch_size: Examples per forward pass.
+
+    Returns:
+        The :class:`EvalResult`.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    loss_sum = torch.zeros((), device=device)
+    for x, y in iterate_batches(split, batch_size):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = model(x)  # (B, classes)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(dim=1) == y).sum()
+    model.train(was_training)
+    n = max(len(split), 1)
+    return EvalResult(accuracy=correct.item() / n, loss=loss_sum.item() / n)
+
+
+@dataclass
+class _Attempt:
+    """What one attempt ended with; ``restart`` holds a reason when it should restart."""
+
+    model: nn.Module
+    epochs: int = 0
+    steps: int = 0
+    val: EvalResult = EvalResult(math.nan, math.nan)
+    diverged: str = ""
+    restart: str = ""
+
+
+def _run_attempt(
+    model: nn.Module,
+    train: Split,
+    val: Split,
+    config: TrainConfig,
+    *,
+    lr: float,
+    generator: torch.Generator,
+    may_restart: bool,
+    history: list[dict[str, float]],
+    bar: Any,
+    attempt: int,
+    budget: int,
+) -> _Attempt:
+    """Train one freshly initialised model for ``budget`` steps; stop early to diverge or
+    restart."""
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=lr, betas=config.betas, eps=config.eps,
+        weight_decay=config.weight_decay,
+    )  # fmt: skip
+    drop_last = len(train) > config.batch_size  # no tiny last batch (BatchNorm needs >1)
+    full_epoch = len(train) // config.batch_size or 1
+    device = next(model.parameters()).device
+    out = _Attempt(model)
+    while out.steps < budget:
+        epoch_lr = lr * config.lr_decay ** (out.epochs // config.lr_decay_epochs)
+        for group in optimizer.param_groups:
+            group["lr"] = epoch_lr
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen, batches = 0, 0
+        for x, y in iterate_batches(
+            train, config.batch_size, shuffle=True, generator=generator, drop_last=drop_last
+        ):
+            logits = model(x)  # (B, classes)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()  # stays on the device: no per-step host sync
+            correct += (logits.detach().argmax(dim=1) == y).sum()
+            seen, batches, out.steps = seen + len(y), batches + 1, out.steps + 1
+            bar.update(1)
+            if not bar.disable and out.steps % 50 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{epoch_lr:.2g}", refresh=False)
+            if out.steps >= budget:
+                break
+        out.epochs += 1
+        train_loss = (loss_sum / batches).item()  # the epoch's one host sync (plus evaluate)
+        out.val = evaluate(model, val, batch_size=config.eval_batch_size)
+        history.append({
+            "attempt": attempt, "epoch": out.epochs, "lr": epoch_lr, "train_loss": train_loss,
+            "train_acc": correct.item() / seen, "val_acc": out.val.accuracy,
+            "val_loss": out.val.loss,
+        })  # fmt: skip
+        bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{out.val.accuracy:.3f}")
+        chance = 1.0 / logits.shape[-1] + config.chance_tolerance
+        if not (math.isfinite(train_loss) and math.isfinite(out.val.loss)):
+            out.diverged = (
+                f"loss is not finite in epoch {out.epochs} (train {train_loss}, "
+                f"validation {out.val.loss}) at lr {epoch_lr:.3g}"
+            )
+        elif out.epochs == 1 and batches == full_epoch and out.val.accuracy < chance:
+            out.restart = (
+                f"validation accuracy {out.val.accuracy:.4f} is at chance (< {chance:.4f}) "
+                f"after the first epoch at lr {epoch_lr:.3g}"
+            )
+        if out.epochs == 1 and may_restart and out.diverged:
+            out.restart = out.diverged
+        if out.diverged or (out.restart and may_restart):
+            break
+    return out
+
+
+def _fork_rng(device: torch.device) -> Any:
+    """Fork the global RNG of the CPU (and of ``device``) so seeding leaves the caller's alone."""
+    if device.type == "cpu":
+        return torch.random.fork_rng(devices=[])
+    backend = getattr(torch, device.type)  # torch.cuda, torch.xpu, ...
+    index = device.index if device.index is not None else backend.current_device()
+    return torch.random.fork_rng(devices=[index], device_type=device.type)
+
+
+def train_model(
+    model_factory: Callable[[], nn.Module],
+    train: Split,
+    val: Split,
+    config: TrainConfig = TrainConfig(),
+    *,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> TrainResult:
+    """Train a model on real data with MetaQNN's recipe.
+
+    Adam with ``config``'s settings; the learning rate decays by ``lr_decay`` every
+    ``lr_decay_epochs`` epochs. If after the first epoch the model is at chance (or its loss
+    is not finite), training restarts from a fresh model with the initial learning rate
+    multiplied by ``restart_lr_factor``, up to ``max_restarts`` times; the last attempt
+    trains to the end of its budget. A loss that becomes non-finite later ends training with
+    ``status="diverged"``. The loss is checked once per epoch, not per step. A step budget
+    that ends within the first epoch skips the chance check.
+
+    Args:
+        model_factory: Returns a freshly initialised model (called once per attempt, under a
+            seeded fork of torch's global RNG); it is moved to ``device``.
+        train: Training split.
+        val: Validation split, evaluated after every epoch.
+        config: The recipe and the seed.
+        device: Where to train; the splits are moved there.
+        progress: Show a tqdm bar (loss text refreshed every 50 steps and every epoch).
+
+    Returns:
+        The :class:`TrainResult`, holding the trained model.
+
+    Raises:
+        ConfigError: If a split is empty.
+    """
+    if len(train) == 0 or len(val) == 0:
+        raise ConfigError(f"empty split: {len(train)} training and {len(val)} validation examples")
+    start = time.perf_counter()
+    device = torch.device(device)
+    train, val = train.to(device), val.to(device)
+    root = torch.Generator().manual_seed(config.seed)
+    history: list[dict[str, float]] = []
+    reasons: list[str] = []
+    steps_per_epoch = len(train) // config.batch_size or 1  # the last partial batch is dropped
+    budget = config.steps if config.steps is not None else config.epochs * steps_per_epoch
+    lr, total = config.lr, 0
+    bar = tqdm(disable=not progress, unit="step", leave=False)
+    with _fork_rng(device), bar:
+        for attempt in range(config.max_restarts + 1):
+            init_seed, shuffle_seed = torch.randint(2**62, (2,), generator=root).tolist()
+            torch.manual_seed(init_seed)  # initialisation and dropout of this attempt
+            model = model_factory().to(device)
+            bar.reset(total=budget)
+            bar.set_description(f"attempt {attempt}")
+            out = _run_attempt(
+                model, train, val, config, lr=lr, budget=budget, attempt=attempt, bar=bar,
+                history=history, generator=torch.Generator().manual_seed(shuffle_seed),
+                may_restart=attempt < config.max_restarts,
+            )  # fmt: skip
+            total += out.steps
+            if not (out.restart and attempt < config.max_restarts):
+                break
+            reasons.append(out.restart)
+            lr *= config.restart_lr_factor
+    model.eval()
+    val_result = EvalResult(math.nan, math.nan) if out.diverged else out.val
+    return TrainResult(
+        status="diverged" if out.diverged else "ok",
+        reason=out.diverged,
+        val_accuracy=val_result.accuracy,
+        val_loss=val_result.loss,
+        epochs_run=out.epochs,
+        steps_run=out.steps,
+        total_steps=total,
+        restarts=len(reasons),
+        restart_reasons=tuple(reasons),
+        wall_time_s=time.perf_counter() - start,
+        history=tuple(history),
+        model=model,
+    )
+
+
+def train_architecture(
+    arch: Architecture,
+    train: Split,
+    val: Split,
+    config: TrainConfig = TrainConfig(),
+    *,
+    net_config: NetConfig | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> TrainResult:
+    """Build ``arch`` for the shape of ``train``'s images and train it with :func:`train_model`.
+
+    Args:
+        arch: The architecture.
+        train: Training split of square images (N, C, H, H).
+        val: Validation split.
+        config: The recipe and the seed.
+        net_config: How the architecture becomes a module (default ``NetConfig()``).
+        device: Where to train.
+        progress: Show a progress bar.
+
+    Returns:
+        The :class:`TrainResult`.
+
+    Raises:
+        ConfigError: If the images are not square.
+        envs.layers.ArchitectureError: If the architecture cannot be built on them.
+    """
+    _, channels, height, width = train.x.shape
+    if height != width:
+        raise ConfigError(f"images must be square, got {height}x{width}")
+    factory = partial(
+        build_model, arch, in_channels=channels, input_size=height,
+        config=net_config or NetConfig(), device=device,
+    )  # fmt: skip
+    trace_shapes(arch, in_channels=channels, input_size=height)  # fail fast, before training
+    return train_model(factory, train, val, config, device=device, progress=progress)

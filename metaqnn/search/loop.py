@@ -1,0 +1,388 @@
+"""The MetaQNN search loop: the agent samples architectures in the environment, workers
+evaluate them, results update the agent through experience replay, and everything is written
+to the run's :class:`~metaqnn.search.store.SearchStore` as it happens.
+
+The loop is the single writer of the store and the Q-table. It keeps sampling while models
+train (up to the backend's capacity); an architecture already evaluated reuses its stored
+reward, one already in flight is not dispatched twice. A dispatch and a result are each one
+transaction with the whole search state, so a killed search resumes exactly
+(:meth:`Search.resume`): architectures in flight at the kill are dispatched again, nothing
+recorded is evaluated again, and with one worker the same seed gives the same sequence.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from envs.cnn_design import CNNDesignEnv
+from envs.space import SearchSpace, get_space
+from metaqnn.errors import ConfigError
+from metaqnn.rewards.result import RewardResult, as_reward, reward_name
+from metaqnn.rewards.spec import RewardSpec
+from metaqnn.search.agent import QLearningAgent, Trajectory, trajectory_of
+from metaqnn.search.replay import ReplayMemory
+from metaqnn.search.schedule import EpsilonSchedule
+from metaqnn.search.store import ModelRecord, Pending, SearchStore
+from metaqnn.search.workers import Backend, InlineBackend, Outcome, build_backend
+
+#: Evaluation attempts of an architecture whose worker died or ran out of memory.
+MAX_ATTEMPTS = 2
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """A MetaQNN search (stored with the run; a resumed run uses the stored one)."""
+
+    reward: RewardSpec = field(default_factory=RewardSpec)
+    """The reward (its dataset is the search's dataset)."""
+    space: str | None = None
+    """Search-space preset (None: the dataset's)."""
+    width_divisor: int = 1
+    """Divide the space's conv filters and FC widths by this (cheaper models on a CPU)."""
+    schedule: str = "paper"
+    """Epsilon schedule: ``paper``, ``quick``, a factor, or stages ``1.0:30,0.5:10``."""
+    replay: int = 100
+    """Trajectories replayed after each model (MetaQNN: 100)."""
+    alpha: float = 0.01
+    """Q learning rate."""
+    gamma: float = 1.0
+    """Discount."""
+    q_init: float = 0.5
+    """Initial Q-value."""
+    seed: int = 0
+    """Seed of the agent's choices and replay draws."""
+    workers: int = 1
+    """Evaluations at once."""
+    backend: str = "inline"
+    """``inline`` (this process), ``process`` (local workers) or ``ray``."""
+    address: str | None = None
+    """Ray cluster address."""
+    max_repeats: int = 10_000
+    """Stop when this many samples in a row bring no new architecture (space exhausted)."""
+
+    def __post_init__(self) -> None:
+        EpsilonSchedule.parse(self.schedule)  # raises ConfigError on a bad spec
+        if self.replay < 0 or self.workers < 1 or self.max_repeats < 1:
+            raise ConfigError(
+                f"SearchConfig: replay={self.replay} must be >= 0, workers="
+                f"{self.workers} >= 1, max_repeats={self.max_repeats} >= 1"
+            )
+
+    def search_space(self) -> SearchSpace:
+        """The (possibly width-scaled) search space."""
+        try:
+            space = get_space(self.space or _preset_of(self.reward.dataset))
+            return space.scale_widths(self.width_divisor)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        return cls(reward=RewardSpec(**data.pop("reward")), **data)
+
+
+def _preset_of(dataset: str) -> str:
+    from metaqnn.core.data import get_spec
+
+    return get_spec(dataset).preset
+
+
+class Logger(Protocol):
+    """Receives each recorded model as the search goes (e.g.
+    :class:`metaqnn.search.tb.SearchLogger`)."""
+
+    def log(self, record: ModelRecord, search: Search) -> None: ...
+
+    def close(self) -> None: ...
+
+
+#: The store's meta key naming a reward that was handed to the search as an object.
+CUSTOM_REWARD_KEY = "custom_reward"
+
+
+@dataclass
+class _InFlight:
+    trajectory: Trajectory
+    epsilon: float
+    attempts: int
+
+
+class Search:
+    """A running search. Build it with :meth:`create` or :meth:`resume`, then :meth:`run`.
+
+    Args:
+        config: The search.
+        store: Its store.
+        reward: A reward to use instead of ``config.reward``: any callable
+            ``Architecture -> float``, or an object with ``evaluate(architecture) ->
+            RewardResult``. It runs in this process. Its name is recorded with the run, and a
+            resume must hand over the same one.
+        backend: Where evaluations run (None: built from the config, or in this process for
+            ``reward``).
+        logger: Receives each result (``log(record, search)``) and ``close()``; e.g.
+            :class:`metaqnn.search.tb.SearchLogger`.
+
+    Raises:
+        RewardShapeError: If ``reward`` is neither callable with one argument nor an
+            evaluating reward.
+        ConfigError: If ``reward`` is not the reward the run was started with.
+    """
+
+    def __init__(
+        self,
+        config: SearchConfig,
+        store: SearchStore,
+        *,
+        reward: object = None,
+        backend: Backend | None = None,
+        logger: Logger | None = None,
+    ) -> None:
+        stored = store.meta(CUSTOM_REWARD_KEY)
+        if reward is not None:
+            evaluating = as_reward(reward)  # a wrong shape fails here, before any model
+            name = reward_name(getattr(evaluating, "fn", evaluating))
+            if stored is None and store.count() == 0 and not store.pending():
+                store.set_meta(CUSTOM_REWARD_KEY, name)
+            elif stored != name:
+                raise ConfigError(
+                    f"{store.path} was searched with reward {stored or config.reward.name!r}, "
+                    f"not {name!r}; resume it with the reward it started with"
+                )
+            backend = backend or InlineBackend(reward=evaluating)
+        elif stored is not None:
+            raise ConfigError(
+                f"{store.path} was searched with the reward {stored!r} passed from Python; "
+                "hand the same reward to Search.resume(run_dir, reward=...)"
+            )
+        self.config, self.store, self.logger = config, store, logger
+        self.space = config.search_space()
+        self.schedule = EpsilonSchedule.parse(config.schedule)
+        self.env = CNNDesignEnv(self.space)
+        self.agent = QLearningAgent(
+            self.env.action_space.n, alpha=config.alpha, gamma=config.gamma, q_init=config.q_init
+        )
+        self.replay_memory = ReplayMemory(lambda arch: trajectory_of(self.env, arch))
+        self.rng = np.random.default_rng(config.seed)
+        self.samples = 0
+        self.cache_hits = 0
+        self.elapsed_s = 0.0
+        self.in_flight: dict[str, _InFlight] = {}
+        self.models: list[ModelRecord] = store.models()
+        self._by_arch = {m.architecture: m for m in self.models}
+        state = store.state()
+        if state is not None:
+            self._load_state(state)
+        self.backend = backend or build_backend(
+            config.backend, config.reward, config.workers, config.address
+        )
+        for item in store.pending():  # in flight when the last run stopped: dispatch again
+            traj = trajectory_of(self.env, item.architecture)
+            self.in_flight[item.architecture] = _InFlight(traj, item.epsilon, item.attempts)
+            self.backend.submit(item.architecture)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(cls, config: SearchConfig, run_dir: str | Path, **kwargs: Any) -> Search:
+        """A new search whose store is created in ``run_dir``."""
+        from metaqnn.runinfo import run_metadata
+
+        config.search_space()  # fail before creating anything
+        store = SearchStore.create(run_dir, config.to_dict(), run_metadata(config.reward.device))
+        return cls(config, store, **kwargs)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, *, workers: int | None = None, **kwargs: Any) -> Search:
+        """Continue the search stored in ``run_dir`` (optionally with another worker count)."""
+        store = SearchStore.open(run_dir)
+        config = SearchConfig.from_dict(store.config)
+        if workers is not None:
+            backend = config.backend
+            if backend != "ray":  # one worker runs in process, several in worker processes
+                backend = "inline" if workers == 1 else "process"
+            config = replace(config, workers=workers, backend=backend)
+        return cls(config, store, **kwargs)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """The whole mutable search state as plain JSON."""
+        return {
+            "agent": self.agent.state_dict(),
+            "replay": self.replay_memory.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "samples": self.samples,
+            "cache_hits": self.cache_hits,
+            "elapsed_s": self.elapsed_s,
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.agent = QLearningAgent.from_state_dict(state["agent"])
+        if self.agent.num_actions != self.env.action_space.n:
+            raise ConfigError(
+                f"stored Q-table has {self.agent.num_actions} actions, the space "
+                f"{self.env.action_space.n}"
+            )
+        self.replay_memory.load_state_dict(state["replay"])
+        self.rng.bit_generator.state = state["rng"]
+        self.samples, self.cache_hits = state["samples"], state["cache_hits"]
+        self.elapsed_s = state.get("elapsed_s", 0.0)
+
+    # ------------------------------------------------------------------ progress
+    @property
+    def done(self) -> int:
+        """Unique models recorded."""
+        return len(self.models)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the schedule's unique models are all recorded."""
+        return self.done >= self.schedule.total
+
+    def best(self) -> ModelRecord | None:
+        """The best model so far."""
+        return max(self.models, key=lambda m: m.reward, default=None)
+
+    # ------------------------------------------------------------------ the loop
+    def run(
+        self,
+        *,
+        max_models: int | None = None,
+        time_limit_s: float | None = None,
+        progress: bool = True,
+    ) -> list[ModelRecord]:
+        """Search until the schedule is done, ``max_models`` more models are recorded, or
+        ``time_limit_s`` passes (architectures in flight then are dispatched again on resume).
+        Returns every recorded model."""
+        start, start_done = time.monotonic(), self.done
+        target = self.schedule.total
+        if max_models is not None:
+            target = min(target, self.done + max_models)
+        bar = tqdm(
+            total=self.schedule.total,
+            initial=self.done,
+            disable=not progress,
+            unit="model",
+            dynamic_ncols=True,
+        )
+        last = time.monotonic()
+        try:
+            while self.done < target:
+                if time_limit_s is not None and time.monotonic() - start > time_limit_s:
+                    bar.write(
+                        f"time limit of {time_limit_s:.0f} s reached after {self.done} "
+                        "models; resume with --resume"
+                    )
+                    break
+                self._fill(target)
+                if not self.backend.in_flight():
+                    break
+                for outcome in self.backend.wait():
+                    now = time.monotonic()
+                    self.elapsed_s += now - last
+                    last = now
+                    record = self._handle(outcome)
+                    if record is not None:
+                        bar.update(1)
+                        bar.set_postfix_str(self._postfix(start, start_done), refresh=False)
+                        if self.logger is not None:
+                            self.logger.log(record, self)
+        finally:
+            bar.close()
+            if self.in_flight:
+                self.backend.close()
+        return self.models
+
+    def close(self) -> None:
+        """Release the workers, the logger and the store."""
+        self.backend.close()
+        if self.logger is not None:
+            self.logger.close()
+        self.store.close()
+
+    def _postfix(self, start: float, start_done: int) -> str:
+        i = self.schedule.stage_index(self.done)
+        stage = (
+            "done"
+            if i is None
+            else f"eps {self.schedule.stages[i][0]:g} ({i + 1}/{len(self.schedule.stages)})"
+        )
+        rate = (self.done - start_done) / max(1e-9, time.monotonic() - start) * 60
+        best = self.best()
+        return (
+            f"{stage}, unique {self.done}, best {best.reward:.4f}" if best else stage
+        ) + f", {rate:.1f} models/min"
+
+    def _fill(self, target: int) -> None:
+        """Sample and dispatch until the backend is full (or the target is in flight)."""
+        repeats = 0
+        while (
+            self.backend.in_flight() < self.backend.capacity
+            and self.done + len(self.in_flight) < target
+        ):
+            epsilon = self.schedule.epsilon(self.done + len(self.in_flight))
+            trajectory = self.agent.episode(self.env, epsilon, self.rng)
+            self.samples += 1
+            arch = trajectory.architecture
+            cached = self._by_arch.get(arch)
+            if cached is not None:  # MetaQNN: reuse the stored reward, replay, do not count
+                self.cache_hits += 1
+                self.replay_memory.add(trajectory, cached.reward)
+                self.replay_memory.replay(self.agent, self.config.replay, self.rng)
+                repeats += 1
+            elif arch in self.in_flight:  # sampled again while it trains: not twice
+                repeats += 1
+                if repeats >= 100:
+                    return  # let results arrive first
+            else:
+                repeats = 0
+                self.in_flight[arch] = _InFlight(trajectory, epsilon, 1)
+                self.store.record_dispatch(Pending(arch, epsilon, 1), self.state_dict())
+                self.backend.submit(arch)
+            if repeats >= self.config.max_repeats:
+                if self.in_flight:
+                    return
+                raise ConfigError(
+                    f"{repeats} samples in a row brought no new architecture: the "
+                    "search space looks exhausted for this schedule"
+                )
+
+    def _handle(self, outcome: Outcome) -> ModelRecord | None:
+        """Record one outcome (or dispatch it again after a dead worker / out of memory)."""
+        item = self.in_flight.get(outcome.architecture)
+        if item is None:  # not ours (e.g. a duplicate after a pool restart)
+            return None
+        if outcome.kind in ("died", "oom") and item.attempts < MAX_ATTEMPTS:
+            item.attempts += 1
+            self.store.record_dispatch(
+                Pending(outcome.architecture, item.epsilon, item.attempts), self.state_dict()
+            )
+            self.backend.submit(outcome.architecture)
+            return None
+        del self.in_flight[outcome.architecture]
+        result = outcome.result
+        if outcome.kind != "ok" or result is None:  # MetaQNN: a failed model scores 1 / classes
+            reason = f"{outcome.kind}: {outcome.error}"
+            result = RewardResult.failed(outcome.architecture, reason, 1 / self.space.num_classes)
+        self.replay_memory.add(item.trajectory, result.reward)
+        self.replay_memory.replay(self.agent, self.config.replay, self.rng)
+        record = self.store.record_result(
+            result,
+            epsilon=item.epsilon,
+            worker=outcome.worker,
+            attempts=item.attempts,
+            state=self.state_dict(),
+        )
+        self.models.append(record)
+        self._by_arch[record.architecture] = record
+        return record

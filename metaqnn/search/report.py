@@ -1,0 +1,210 @@
+"""A search's results: the ranked top-K (CSV and markdown), MetaQNN's Figure 3 (rolling mean
+reward against iteration with the mean of each epsilon stage as bars), and retraining the top
+models on real data with the full recipe."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from envs.layers import Architecture
+from metaqnn.markdown import markdown_table
+from metaqnn.rewards.spec import RewardSpec, build_reward
+from metaqnn.search.schedule import EpsilonSchedule
+from metaqnn.search.store import ModelRecord, SearchStore
+
+COLUMNS = [
+    "rank",
+    "id",
+    "architecture",
+    "reward",
+    "val_accuracy",
+    "test_accuracy",
+    "retrain_epochs",
+    "retrain_val_accuracy",
+    "retrain_test_accuracy",
+    "retrain_test_error_pct",
+    "parameters",
+    "flops",
+    "epsilon",
+    "wall_time_s",
+    "status",
+]
+
+
+def ranked(models: list[ModelRecord]) -> list[ModelRecord]:
+    """Models by reward, best first (ties: earlier first)."""
+    return sorted(models, key=lambda m: (-m.reward, m.id))
+
+
+def top_rows(store: SearchStore, k: int) -> list[dict[str, Any]]:
+    """The top ``k`` as dicts with the :data:`COLUMNS` (retraining results when stored)."""
+    retrained = store.retrained()
+    rows = []
+    for rank, m in enumerate(ranked(store.models())[:k], start=1):
+        again = retrained.get(m.architecture, {})
+        test = again.get("test_accuracy")
+        rows.append(
+            {
+                "rank": rank,
+                "id": m.id,
+                "architecture": m.architecture,
+                "reward": m.reward,
+                "val_accuracy": m.val_accuracy,
+                "test_accuracy": m.test_accuracy,
+                "retrain_epochs": again.get("epochs"),
+                "retrain_val_accuracy": again.get("val_accuracy"),
+                "retrain_test_accuracy": test,
+                "retrain_test_error_pct": None if test is None else round(100 * (1 - test), 2),
+                "parameters": m.parameters,
+                "flops": m.flops,
+                "epsilon": m.epsilon,
+                "wall_time_s": m.wall_time_s,
+                "status": m.status,
+            }
+        )
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def stage_means(models: list[ModelRecord]) -> list[tuple[float, int, float]]:
+    """(epsilon, models, mean reward) per epsilon stage, in schedule order."""
+    out: list[tuple[float, int, float]] = []
+    for m in models:
+        if out and out[-1][0] == m.epsilon:
+            eps, n, mean = out[-1]
+            out[-1] = (eps, n + 1, mean + (m.reward - mean) / (n + 1))
+        else:
+            out.append((m.epsilon, 1, m.reward))
+    return out
+
+
+def plot_figure3(
+    models: list[ModelRecord], path: str | os.PathLike[str], *, window: int = 50, title: str = ""
+) -> None:
+    """MetaQNN's Figure 3: the rolling mean reward against iteration (unique models in order
+    of completion) and, as bars spanning each epsilon stage, the stage's mean reward."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rewards = np.array([m.reward for m in models], dtype=float)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    start = 0
+    for i, (eps, n, mean) in enumerate(stage_means(models)):
+        ax.bar(start + n / 2, mean, width=n, alpha=0.25, color=f"C{i % 10}", edgecolor="none")
+        ax.text(start + n / 2, mean, f"ε={eps:g}\n{mean:.3f}", ha="center", va="bottom", fontsize=7)
+        start += n
+    if len(rewards):
+        w = max(1, min(window, len(rewards)))
+        rolling = np.convolve(rewards, np.ones(w) / w, mode="valid")
+        ax.plot(
+            np.arange(w, len(rewards) + 1),
+            rolling,
+            color="k",
+            lw=1.5,
+            label=f"rolling mean over {w} models",
+        )
+        ax.scatter(
+            np.arange(1, len(rewards) + 1),
+            rewards,
+            s=3,
+            color="grey",
+            alpha=0.4,
+            label="each model",
+        )
+    ax.set_xlabel("iteration (unique models)")
+    ax.set_ylabel("reward (validation accuracy)")
+    ax.set_title(title or "Q-learning performance (MetaQNN Fig. 3)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(store: SearchStore, out_dir: str | os.PathLike[str], *, top: int = 10) -> dict:
+    """Write ``top.csv``, ``top.md`` and ``figure3.png`` into ``out_dir``; return the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = top_rows(store, top)
+    with open(out / "top.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    models = store.models()
+    config = store.config
+    schedule = EpsilonSchedule.parse(config["schedule"])
+    failed = sum(m.status != "ok" for m in models)
+    lines = [
+        f"# Search {out.name}",
+        "",
+        f"{len(models)} of {schedule.total} unique models ({failed} failed); reward "
+        f"`{config['reward']['name']}` on `{config['reward']['dataset']}`.",
+        "",
+        markdown_table(COLUMNS, [[_fmt(r[c]) for c in COLUMNS] for r in rows]),
+        "",
+        "Mean reward per epsilon stage:",
+        "",
+        markdown_table(
+            ["epsilon", "models", "mean reward"],
+            [[f"{e:g}", n, f"{m:.4f}"] for e, n, m in stage_means(models)],
+        ),
+    ]
+    (out / "top.md").write_text("\n".join(lines) + "\n")
+    plot_figure3(models, out / "figure3.png")
+    return {"csv": out / "top.csv", "markdown": out / "top.md", "figure": out / "figure3.png"}
+
+
+def retrain_top(
+    store: SearchStore,
+    k: int,
+    *,
+    epochs: int = 20,
+    device: str | None = None,
+    data_root: str | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Retrain the top ``k`` on real data with MetaQNN's full recipe for ``epochs`` epochs,
+    measure test accuracy, and store the results (already retrained ones are skipped)."""
+    spec = RewardSpec(**store.config["reward"])
+    spec = replace(
+        spec,
+        name="real",
+        epochs=epochs,
+        measure_test=True,
+        device=device or spec.device,
+        data_root=data_root or spec.data_root,
+    )
+    reward = build_reward(spec)
+    done = store.retrained()
+    results = []
+    todo = [
+        m
+        for m in ranked(store.models())[:k]
+        if done.get(m.architecture, {}).get("epochs") != epochs
+    ]
+    for m in tqdm(todo, desc="retraining", disable=not progress, unit="model"):
+        r = reward.evaluate(Architecture.parse(m.architecture))
+        result = {
+            "val_accuracy": r.val_accuracy,
+            "test_accuracy": r.test_accuracy,
+            "status": r.status,
+            "wall_time_s": r.wall_time_s,
+        }
+        store.record_retrained(m.architecture, epochs, result)
+        results.append({"architecture": m.architecture, **result})
+    return results
