@@ -72,7 +72,9 @@ _API: dict[str, str] = {
     "ModelRecord": "metaqnn.search.store",
     "write_report": "metaqnn.search.report",
     # evaluation
+    "PixelModel": "metaqnn.evaluation.pixels",
     "evaluate_robustness": "metaqnn.evaluation.robustness",
+    "robustness_markdown": "metaqnn.evaluation.report",
     "RobustnessConfig": "metaqnn.evaluation.robustness",
     "run_attack": "metaqnn.evaluation.attacks",
     "corrupt": "metaqnn.evaluation.corruptions",
