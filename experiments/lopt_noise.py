@@ -26,16 +26,12 @@ from experiments.harness import Context, Outcome, main
 from metaqnn.core.data import load_dataset
 from metaqnn.errors import ConfigError
 from metaqnn.evaluation.corruptions import CORRUPTIONS
-from metaqnn.learned_optimizer.es import CHECKPOINT_NAME, ESConfig, ESTrainer, load_lopt_checkpoint
-from metaqnn.learned_optimizer.evaluation import (
-    METHODS,
-    ComparisonConfig,
-    InnerModelConfig,
-    RunEvaluation,
-    build_task,
-    evaluate_run,
-)
+from metaqnn.learned_optimizer.checkpoints import CHECKPOINT_NAME, ESConfig, load_lopt_checkpoint
+from metaqnn.learned_optimizer.comparison import ComparisonConfig
+from metaqnn.learned_optimizer.es import ESTrainer
+from metaqnn.learned_optimizer.evaluation import METHODS, RunEvaluation, evaluate_run
 from metaqnn.learned_optimizer.optimizer import BASES, THETA_INITS, LOptConfig
+from metaqnn.learned_optimizer.task import InnerModelConfig, build_task
 from metaqnn.markdown import markdown_table
 
 NAME = "lopt_noise"

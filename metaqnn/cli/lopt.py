@@ -12,15 +12,15 @@ from typing import Any
 
 from metaqnn.cli.options import floats, ints
 from metaqnn.errors import CheckpointError, ConfigError
-from metaqnn.learned_optimizer.es import (
+from metaqnn.learned_optimizer.checkpoints import (
     CHECKPOINT_NAME,
     ESConfig,
-    ESTrainer,
     es_config_from,
     load_lopt_checkpoint,
     lopt_config_from,
 )
-from metaqnn.learned_optimizer.es import CheckpointError as _GtnCheckpointError
+from metaqnn.learned_optimizer.checkpoints import CheckpointError as _GtnCheckpointError
+from metaqnn.learned_optimizer.es import ESTrainer
 from metaqnn.learned_optimizer.optimizer import BASES, THETA_INITS, LOptConfig
 
 
@@ -51,7 +51,7 @@ def trainer_for(
     checkpoint: Path | None,
 ) -> ESTrainer:
     """An ES trainer on ``data`` for a run described by ``extra`` (noise, model widths)."""
-    from metaqnn.learned_optimizer.evaluation import InnerModelConfig, build_task
+    from metaqnn.learned_optimizer.task import InnerModelConfig, build_task
 
     extra = state_or_extra
     model = InnerModelConfig(tuple(extra["channels"]), tuple(extra["strides"]))
@@ -184,7 +184,8 @@ def run_eval(args: argparse.Namespace) -> int:
     """Learned optimizer vs tuned Adam (clean and noisy training): report.md and report.json."""
     from metaqnn.cli.options import torch_device
     from metaqnn.core.data import load_dataset
-    from metaqnn.learned_optimizer.evaluation import ComparisonConfig, evaluate_run
+    from metaqnn.learned_optimizer.comparison import ComparisonConfig
+    from metaqnn.learned_optimizer.evaluation import evaluate_run
 
     state = load_state(args.checkpoint)
     extra = state["extra"]

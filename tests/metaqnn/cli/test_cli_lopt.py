@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from metaqnn.cli.main import COMMANDS
-from metaqnn.learned_optimizer.es import load_lopt_checkpoint
+from metaqnn.learned_optimizer.checkpoints import load_lopt_checkpoint
 from tests.metaqnn.cli.test_cli import _one_line_error, _run
 
 TINY = [

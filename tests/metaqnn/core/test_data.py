@@ -1,4 +1,5 @@
-"""Tests of metaqnn.core.data: the registry, loading, splits, normalisation, caching and errors."""
+"""Tests of metaqnn.core.data and metaqnn.core.datasets: the registry, loading, splits,
+normalisation, caching and errors."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 from PIL import Image
 
 from envs.space import PRESETS
-from metaqnn.core import data
+from metaqnn.core import data, datasets
 from metaqnn.core.data import Split, dataset_names, describe, iterate_batches, load_dataset
 from metaqnn.errors import (
     ConfigError,
@@ -30,13 +31,13 @@ def test_registry_names_and_presets() -> None:
     names = dataset_names()
     assert names == ["digits", "mnist", "fashion-mnist", "cifar10", "svhn", "cifar100"]
     for name in names:
-        spec = data.DATASETS[name]
+        spec = datasets.DATASETS[name]
         assert spec.name == spec.preset == name
         assert spec.preset in PRESETS
         space = PRESETS[spec.preset]
         assert (space.input_channels, space.input_size) == (spec.channels, spec.image_size)
         assert space.num_classes == spec.num_classes
-    assert "JPEG q75" in data.DATASETS["cifar10"].description
+    assert "JPEG q75" in datasets.DATASETS["cifar10"].description
 
 
 def test_describe_reports_availability(tmp_path: Path) -> None:
@@ -56,7 +57,7 @@ def test_digits_loads_without_root() -> None:
     ds = load_dataset("digits")
     assert ds.train.x.shape[1:] == (1, 8, 8)
     assert len(ds.train) + len(ds.val) == 1500
-    assert (len(ds.val), len(ds.test)) == (300, data.DIGITS_TEST_SIZE)
+    assert (len(ds.val), len(ds.test)) == (300, datasets.DIGITS_TEST_SIZE)
     for split in (ds.train, ds.val, ds.test):
         assert split.x.dtype == torch.float32 and split.y.dtype == torch.int64
         assert split.y.min() >= 0 and split.y.max() <= 9
@@ -172,7 +173,7 @@ def test_real_idx_datasets(name: str, shared_data_root: Path, metaqnn_cache: Pat
 def _fake_cifar_tarball(root: Path) -> None:
     """2 classes x 3 train JPEGs and 2 x 2 test JPEGs, laid out like cifar10-jpeg.tar.gz."""
     gen = torch.Generator().manual_seed(0)
-    with tarfile.open(root / data.CIFAR10_TARBALL, "w:gz") as archive:
+    with tarfile.open(root / datasets.CIFAR10_TARBALL, "w:gz") as archive:
         for split, count in (("train", 3), ("test", 2)):
             for cls, level in (("bird", 40), ("airplane", 200)):
                 for i in range(count):
@@ -204,15 +205,15 @@ def test_cifar10_from_jpeg_tarball_is_cached(
     def no_decoding(tarball: Path) -> None:
         raise AssertionError("decoded the tarball again instead of using the cached .pt")
 
-    monkeypatch.setattr(data, "_decode_jpeg_tarball", no_decoding)
+    monkeypatch.setattr(datasets, "_decode_jpeg_tarball", no_decoding)
     again = load_dataset("cifar10", root=root, val_size=2, seed=1)  # a new key: not memoised
     assert torch.equal(again.test.y, ds.test.y)
     assert torch.allclose(again.denormalize(again.test.x), pixels, atol=1e-5)
 
 
 def test_corrupt_jpeg_tarball_is_a_format_error(tmp_path: Path) -> None:
-    (tmp_path / data.CIFAR10_TARBALL).write_bytes(b"not a tarball")
-    with pytest.raises(DataFormatError, match=data.CIFAR10_TARBALL):
+    (tmp_path / datasets.CIFAR10_TARBALL).write_bytes(b"not a tarball")
+    with pytest.raises(DataFormatError, match=datasets.CIFAR10_TARBALL):
         load_dataset("cifar10", root=tmp_path)
 
 
@@ -251,12 +252,12 @@ def test_corrupt_gz_file_is_named(tmp_path: Path) -> None:
 
 
 def test_wrong_shape_or_labels_are_format_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake(images: torch.Tensor, labels: torch.Tensor) -> data.Loader:
-        return lambda root, cache, download: data.RawData(
+    def fake(images: torch.Tensor, labels: torch.Tensor) -> datasets.Loader:
+        return lambda root, cache, download: datasets.RawData(
             images, labels, images, labels, "fake", "fake-file.bin"
         )
 
-    spec = data.DATASETS["mnist"]
+    spec = datasets.DATASETS["mnist"]
     cases = [
         (torch.zeros(10, 1, 27, 28, dtype=torch.uint8), torch.zeros(10, dtype=torch.int64)),
         (torch.zeros(10, 1, 28, 28, dtype=torch.int32), torch.zeros(10, dtype=torch.int64)),
@@ -265,6 +266,6 @@ def test_wrong_shape_or_labels_are_format_errors(monkeypatch: pytest.MonkeyPatch
     ]
     for images, labels in cases:
         bad = dataclasses.replace(spec, loader=fake(images, labels))
-        monkeypatch.setitem(data.DATASETS, "mnist", bad)
+        monkeypatch.setitem(datasets.DATASETS, "mnist", bad)
         with pytest.raises(DataFormatError, match=r"fake-file\.bin"):
             load_dataset("mnist", root="/nonexistent-root-for-test")

@@ -10,15 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metaqnn.learned_optimizer.es import (
-    CheckpointError,
-    ESConfig,
-    ESTrainer,
-    LOptTask,
-    batch_indices,
-    load_lopt_checkpoint,
-    unroll,
-)
+from metaqnn.learned_optimizer.checkpoints import CheckpointError, ESConfig, load_lopt_checkpoint
+from metaqnn.learned_optimizer.es import ESTrainer, unroll
 from metaqnn.learned_optimizer.optimizer import (
     LearnedOptimizer,
     LOptConfig,
@@ -28,6 +21,7 @@ from metaqnn.learned_optimizer.optimizer import (
     lopt_update,
     theta_shapes,
 )
+from metaqnn.learned_optimizer.task import LOptTask, batch_indices
 
 
 def _model(seed: int) -> nn.Module:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from metaqnn.learned_optimizer.evaluation import ComparisonConfig, RunEvaluation, paired_difference
+from metaqnn.learned_optimizer.comparison import ComparisonConfig
+from metaqnn.learned_optimizer.evaluation import RunEvaluation, paired_difference
 
 
 def _rows(values: list[float], seeds: list[int] | None = None) -> list[dict]:
