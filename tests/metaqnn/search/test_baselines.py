@@ -1,8 +1,10 @@
 """The agents compared with MetaQNN's Q-learner: shared reward cache, per-run budget, random
-search, the Q-learning driver (same sequence as the search loop) and the SB3 driver."""
+search, the Q-learning driver (same sequence as the search loop), the SB3 driver and the masked
+one (sb3-contrib's MaskablePPO)."""
 
 from __future__ import annotations
 
+import sys
 import zlib
 
 import numpy as np
@@ -144,6 +146,34 @@ def test_sb3_agent_spends_the_budget_and_counts_illegal_episodes(agent):
     assert a.architectures == b.architectures and a.illegal == b.illegal
 
 
+# ------------------------------------------------------------------ masked SB3 agent
+def _tiny_settings(schedule: str = "1.0:12", **kw) -> AgentSettings:
+    """16 architectures, 6 actions of which 3 are illegal at the start: MaskablePPO repeats
+    itself and trains (16-step rollouts) before it finds 12 unique ones."""
+    space = get_space("digits", max_depth=3, conv_filters=(8,), conv_kernels=(3,), fc_widths=(16,))
+    overrides = {"maskable_ppo": {"n_steps": 16, "batch_size": 16, "n_epochs": 2}}
+    return AgentSettings(space=space, schedule=schedule, max_env_steps=2_000,
+                         sb3_overrides=overrides, **kw)  # fmt: skip
+
+
+def test_maskable_ppo_takes_only_legal_actions_and_spends_the_budget():
+    settings = _tiny_settings()
+    a = run_agent("maskable_ppo", settings, CachedReward(CountingFn()), seed=0)
+    b = run_agent("maskable_ppo", settings, CachedReward(CountingFn()), seed=0)
+    assert a.stopped == "budget" and len(a.architectures) == len(set(a.architectures)) == 12
+    assert all(settings.space.is_valid(Architecture.parse(t)) for t in a.architectures)
+    assert a.illegal == 0 and a.episodes == 12 + a.repeats
+    assert a.env_steps > 16  # past the first rollout: it learned with the masks too
+    assert a.architectures == b.architectures and a.env_steps == b.env_steps
+
+
+def test_missing_sb3_contrib_is_a_one_line_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sb3_contrib", None)  # import sb3_contrib -> ImportError
+    with pytest.raises(ConfigError, match=r"maskable_ppo.*pip install 'metaqnn\[rl\]'") as err:
+        run_agent("maskable_ppo", _tiny_settings(), CachedReward(CountingFn()), seed=0)
+    assert "\n" not in str(err.value)
+
+
 def test_registry_holds_every_agent():
-    assert set(AGENTS) == {"qlearning", "random", "ppo", "a2c", "dqn"}
+    assert set(AGENTS) == {"qlearning", "random", "ppo", "a2c", "dqn", "maskable_ppo"}
     assert np.all([callable(fn) for fn in AGENTS.values()])
