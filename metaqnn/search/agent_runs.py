@@ -24,40 +24,23 @@ from envs.cnn_design import CNNDesignEnv
 from envs.layers import Architecture
 from envs.space import SearchSpace
 from metaqnn.errors import ConfigError
-from metaqnn.rewards.result import RewardResult
+from metaqnn.rewards.result import EvaluatingReward, RewardResult, as_reward
 from metaqnn.search.schedule import EpsilonSchedule
 
 
 # ------------------------------------------------------------------ rewards
-def _result_of(architecture: Architecture, value: float, wall_s: float) -> RewardResult:
-    """A :class:`RewardResult` for a plain ``Architecture -> float`` reward."""
-    return RewardResult(
-        architecture=str(architecture),
-        reward=float(value),
-        status="ok",
-        reason="",
-        val_accuracy=float(value),
-        test_accuracy=None,
-        parameters=0,
-        flops=0,
-        steps=0,
-        restarts=0,
-        wall_time_s=wall_s,
-    )
-
-
 class CachedReward:
     """A reward evaluated once per architecture, shared by every agent run.
 
     Args:
         reward: An object with ``evaluate(architecture) -> RewardResult`` (e.g.
-            :class:`metaqnn.teacher.shapes.GTNReward`) or a plain ``Architecture -> float``.
+            :class:`metaqnn.rewards.gtn.GTNReward`) or a plain ``Architecture -> float``.
         path: A JSON file that keeps the results (loaded if present, written by :meth:`save`),
             so that a killed experiment does not compute them again.
     """
 
-    def __init__(self, reward: Any, path: str | Path | None = None) -> None:
-        self.reward = reward
+    def __init__(self, reward: object, path: str | Path | None = None) -> None:
+        self.reward: EvaluatingReward = as_reward(reward)
         self.path = Path(path) if path is not None else None
         self.results: dict[str, RewardResult] = {}
         self.computed = 0
@@ -84,14 +67,8 @@ class CachedReward:
             self.hits += 1
             return cached
         start = time.perf_counter()
-        if hasattr(self.reward, "evaluate"):
-            result = self.reward.evaluate(architecture)
-        else:
-            result = _result_of(architecture, self.reward(architecture), 0.0)
-        wall = time.perf_counter() - start
-        if not hasattr(self.reward, "evaluate"):
-            result = dataclasses.replace(result, wall_time_s=wall)
-        self.compute_s += wall
+        result = self.reward.evaluate(architecture)
+        self.compute_s += time.perf_counter() - start
         self.computed += 1
         self.results[key] = result
         return result
