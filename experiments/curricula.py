@@ -3,10 +3,10 @@ inner steps, beside real data at a tuned learning rate.
 
 Four GTN teachers that differ only in their curriculum (``gtn.curriculum.CURRICULA``) are
 meta-trained with the same budget (same learner, generator, inner steps, outer steps, outer
-learning rate, seed) through ``ctx.gtn`` (``metaqnn gtn train``; a killed run resumes). Each
+learning rate, seed) through ``ctx.gtn`` (``train_teacher``; a killed run resumes). Each
 then teaches fresh learners (several seeds, apart from meta-training's) for k inner steps, k in
 ``steps``; ``k`` below the teacher's inner steps means its first k batches and learned learning
-rates (see :mod:`experiments.steps_curve`). Real data trains the same learner with the same
+rates (see :mod:`experiments.common.steps_curve`). Real data trains the same learner with the same
 batch size for the same steps, at the learning rate of a grid that is best on validation data.
 """
 
@@ -17,8 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from envs.layers import Architecture
-from experiments.harness import REPO_ROOT, Context, Outcome, main
-from experiments.steps_curve import (
+from experiments.common.steps_curve import (
     CurvePoint,
     check_steps,
     curve_table,
@@ -28,12 +27,14 @@ from experiments.steps_curve import (
     teacher_curve,
     tuned,
 )
+from experiments.harness import REPO_ROOT, Context, Outcome, main
 from gtn.curriculum import CURRICULA
 from gtn.meta import load_meta_checkpoint, teacher_from_checkpoint
 from metaqnn.core.data import load_dataset
 from metaqnn.core.nets import NetConfig
 from metaqnn.errors import ConfigError
 from metaqnn.markdown import markdown_table
+from metaqnn.teacher.run import TeacherRun
 from metaqnn.teacher.shapes import fixed_learner_factory
 
 NAME = "curricula"
@@ -80,7 +81,7 @@ class Config:
     real_lrs: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03)
     """Adam learning rates of the real-data baseline (the best on validation is reported)."""
     real_optimizer: str = "adam"
-    """Real-data optimiser (``experiments.steps_curve.OPTIMIZERS``)."""
+    """Real-data optimiser (``experiments.common.steps_curve.OPTIMIZERS``)."""
     teacher_dir: str = ""
     """Folder of the teachers' run folders, one per curriculum (relative to the repository
     root); empty: the scratch folder."""
@@ -97,34 +98,22 @@ class Config:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
 
 
-def train_args(config: Config, curriculum: str) -> list[str]:
-    """``metaqnn gtn train`` arguments of the teacher with ``curriculum`` (all else shared)."""
-    return [
-        "--dataset",
-        config.dataset,
-        "--val-size",
-        str(config.val_size),
-        "--learner",
-        config.learner,
-        "--curriculum",
-        curriculum,
-        "--inner-steps",
-        str(config.inner_steps),
-        "--inner-batch",
-        str(config.inner_batch),
-        "--generator-hidden",
-        str(config.generator_hidden),
-        "--noise-dim",
-        str(config.noise_dim),
-        "--outer-lr",
-        str(config.outer_lr),
-        "--meta-batch",
-        str(config.meta_batch),
-        "--seed",
-        str(config.seed),
-        "--checkpoint-every",
-        "25",
-    ]
+def teacher_settings(config: Config, curriculum: str) -> TeacherRun:
+    """The settings of the teacher with ``curriculum`` (all else shared)."""
+    return TeacherRun(
+        dataset=config.dataset,
+        val_size=config.val_size,
+        learner=config.learner,
+        curriculum=curriculum,
+        inner_steps=config.inner_steps,
+        inner_batch=config.inner_batch,
+        generator_hidden=config.generator_hidden,
+        noise_dim=config.noise_dim,
+        outer_lr=config.outer_lr,
+        meta_batch=config.meta_batch,
+        seed=config.seed,
+        checkpoint_every=25,
+    )
 
 
 def _teacher_dir(config: Config, ctx: Context) -> Path:
@@ -151,7 +140,7 @@ def run(config: Config, ctx: Context) -> Outcome:
     for curriculum in config.curricula:
         run_dir = _teacher_dir(config, ctx) / curriculum
         start, cpu = time.perf_counter(), time.process_time()
-        ctx.gtn(run_dir, train_args(config, curriculum), config.outer_steps)
+        ctx.gtn(run_dir, teacher_settings(config, curriculum), config.outer_steps)
         state = load_meta_checkpoint(run_dir)
         extra = state["extra"]
         if extra["dataset"] != data.name or extra["learner"] != str(arch):

@@ -25,8 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from experiments.harness import REPO_ROOT, Context, Outcome, main
-from experiments.learner_zoo import (
+from experiments.common.learner_zoo import (
     LEARNER_TYPES,
     Clock,
     LoadedTeacher,
@@ -39,10 +38,12 @@ from experiments.learner_zoo import (
     teach,
     train_real,
 )
+from experiments.harness import REPO_ROOT, Context, Outcome, main
 from metaqnn.errors import ConfigError
 from metaqnn.evaluation import AttackConfig, PixelModel, accuracy, run_attack
 from metaqnn.evaluation.corruptions import gaussian_blur, gaussian_noise
 from metaqnn.markdown import markdown_table
+from metaqnn.teacher.run import TeacherRun
 
 NAME = "gtn_robustness"
 
@@ -52,14 +53,14 @@ class Config:
     """What the robustness study measures."""
 
     teacher: str
-    """A `metaqnn gtn train` run folder (relative to the repository root); empty: a folder
+    """A teacher run folder (relative to the repository root); empty: a folder
     under the scratch folder (quick mode trains a tiny teacher there)."""
     teacher_outer_steps: int
     """Outer steps the teacher must have (reused if it has them, else resumed or trained)."""
-    teacher_train_args: tuple[str, ...]
-    """`metaqnn gtn train` arguments, used only if the teacher must be trained."""
+    teacher_settings: TeacherRun
+    """``TeacherRun`` fields (a TOML table), used only if the teacher must be trained."""
     learner: str = "base"
-    """The learner type (a key of ``experiments.learner_zoo.LEARNER_TYPES``)."""
+    """The learner type (a key of ``experiments.common.learner_zoo.LEARNER_TYPES``)."""
     width_divisor: int = 4
     """Its conv filters and FC widths are divided by this."""
     seeds: int = 3
@@ -220,7 +221,7 @@ def run(config: Config, ctx: Context) -> Outcome:
     """Train the learners, measure their curves, write the figure and tables."""
     clock = Clock()
     path = ctx.work / "teacher" if not config.teacher else REPO_ROOT / config.teacher
-    run_dir = ctx.gtn(path, list(config.teacher_train_args), config.teacher_outer_steps)
+    run_dir = ctx.gtn(path, config.teacher_settings, config.teacher_outer_steps)
     loaded = load_teacher(run_dir, ctx.device, ctx.data_root)
     if config.early_steps >= loaded.teacher.config.inner_steps:
         raise ConfigError(f"early_steps={config.early_steps} must be fewer than the teacher's "

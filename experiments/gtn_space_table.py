@@ -2,131 +2,131 @@
 search space, each trained by the GTN for its inner steps and by one epoch of real data, side
 by side, with a family breakdown (GAP, several pools, deep, shallow, FC).
 
-    python -m experiments.gtn_space_table runs/gtn/mnist-space-d16 --data-root ../shared/data \
-        --count 30 --out experiments/results/gtn_space_mnist
+    python -m experiments gtn_space_table --set teacher=runs/gtn/mnist-space-d16 \
+        --data-root ../shared/data --set count=30 --out experiments/results/gtn_space_mnist
 
 Both trainings use the same learner (the GTN run's net config: weight norm + batch-statistics
 batch norm, LeakyReLU, Kaiming init, no dropout) and the same initialisation seed; real data is
-MetaQNN's recipe (Adam 0.001, batch 128) for ``--real-epochs`` epochs. Accuracy is on the test
-split. Writes ``OUT.md`` (table and summary), ``OUT.json`` and ``OUT.png`` (GTN against real).
-Use ``--quick`` for a smoke run (3 architectures, real data cut to 30 steps).
+MetaQNN's recipe (Adam 0.001, batch 128) for ``real_epochs`` epochs. Accuracy is on the test
+split. Writes ``results.md`` (table and summary), ``results.json`` and ``gtn_space.png`` (GTN
+against real). ``--quick`` meta-trains a tiny digits teacher in the scratch folder and scores 3
+architectures (real data cut to 30 steps).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from tqdm import tqdm
 
-from envs.layers import Architecture
-from envs.space import get_space
-from experiments.proxy_fidelity import families
-from gtn.meta import load_meta_checkpoint, teacher_from_checkpoint
-from gtn.teacher import SyntheticTeacher
-from metaqnn.core.data import Dataset, load_dataset
-from metaqnn.core.nets import NetConfig, count_flops, count_parameters
+from experiments.common.architectures import ARCH_SEED, families, load_space_run
+from experiments.common.teachers import scored_teacher
+from experiments.harness import REPO_ROOT, Context, Outcome, main
+from metaqnn.core.nets import count_flops, count_parameters
 from metaqnn.core.training import TrainConfig, evaluate, train_model
+from metaqnn.errors import ConfigError
 from metaqnn.runinfo import run_metadata
+from metaqnn.teacher.run import TeacherRun
 from metaqnn.teacher.shapes import fixed_learner_factory
 
-#: Seed of the architecture sample: apart from meta-training's.
-ARCH_SEED = 20_261_123
+NAME = "gtn_space_table"
 
 
 @dataclass(frozen=True)
-class SpaceRun:
-    """A ``metaqnn gtn train`` run across a search space, loaded for scoring."""
+class Config:
+    """The teacher scored, the architectures and the real-data budget."""
 
-    state: dict[str, Any]
-    """Its checkpoint."""
-    data: Dataset
-    teacher: SyntheticTeacher
-    net: NetConfig
-    """The learners' net config (the run's)."""
-    divisor: int
-    """Width divisor of the sampled space."""
-    archs: list[Architecture]
-    """The architectures sampled with :data:`ARCH_SEED`."""
+    teacher: str = ""
+    """A teacher run folder or checkpoint meta-trained across a space (relative to the
+    repository root), scored as it is; empty: one meta-trained in the scratch folder with
+    ``teacher_settings`` for ``teacher_outer_steps``."""
+    teacher_settings: TeacherRun = field(default_factory=TeacherRun)
+    """``TeacherRun`` fields of the scratch teacher (a TOML table)."""
+    teacher_outer_steps: int = 1
+    """Outer steps of the scratch teacher."""
+    count: int = 30
+    """Architectures sampled (seed :data:`~experiments.common.architectures.ARCH_SEED`)."""
+    real_epochs: int = 1
+    """Epochs of real data."""
+    real_steps: int = 0
+    """Cut real-data training to this many steps (0: the whole epochs)."""
+    seed: int = 1
+    """Initialisation seed of every learner."""
+    width_divisor: int = 0
+    """Scale the space's widths by this (0: the teacher run's divisor)."""
+    real_from: str = ""
+    """An earlier ``results.json`` of this experiment (or ``OUT.json`` of its earlier script)
+    with the same architectures (relative to the repository root): reuse its real-data
+    accuracies instead of training again; empty: train."""
 
-
-def load_space_run(
-    run: str | Path,
-    count: int,
-    *,
-    data_root: str | None = None,
-    device: torch.device | str = "cpu",
-    width_divisor: int | None = None,
-) -> SpaceRun:
-    """The run's checkpoint, data, teacher and net config, and ``count`` architectures of its
-    space (widths divided by ``width_divisor``, default the run's) drawn with
-    :data:`ARCH_SEED`: the same architectures for every teacher of that space."""
-    state = load_meta_checkpoint(run)
-    extra = state["extra"]
-    data = load_dataset(extra["dataset"], root=data_root, val_size=extra["val_size"],
-                        seed=extra["seed"], device=device)  # fmt: skip
-    divisor = width_divisor or int(extra.get("width_divisor", 1))
-    space = get_space(extra["space"]).scale_widths(divisor)
-    rng = np.random.default_rng(ARCH_SEED)
-    return SpaceRun(
-        state=state, data=data, teacher=teacher_from_checkpoint(state, device),
-        net=NetConfig(**extra["net_config"]), divisor=divisor,
-        archs=[space.sample(rng) for _ in range(count)],
-    )  # fmt: skip
+    def __post_init__(self) -> None:
+        for name in ("count", "real_epochs", "teacher_outer_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be at least 1")
+        for name in ("real_steps", "width_divisor"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 0")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run", help="a `metaqnn gtn train` run folder (learner space)")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--count", type=int, default=30)
-    p.add_argument("--real-epochs", type=int, default=1)
-    p.add_argument("--seed", type=int, default=1, help="initialisation seed of every learner")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="experiments/results/gtn_space")
-    p.add_argument(
-        "--width-divisor",
-        type=int,
-        default=None,
-        help="scale the space's widths (default: the GTN run's)",
-    )
-    p.add_argument(
-        "--real-from",
-        default=None,
-        help="an earlier OUT.json with the same architectures: reuse its real-data "
-        "accuracies instead of training again",
-    )
-    p.add_argument("--quick", action="store_true", help="3 architectures, 30 real-data steps")
-    args = p.parse_args()
+def earlier_real(path: str, real_epochs: int) -> dict[str, tuple[float, float]]:
+    """Architecture -> (real-data accuracy, seconds) of an earlier table with as many epochs.
+
+    Raises:
+        ConfigError: If the file is missing or trained another number of epochs.
+    """
+    file = Path(path) if Path(path).is_absolute() else REPO_ROOT / path
+    if not file.is_file():
+        raise ConfigError(f"real_from {path!r}: no such file {file}")
+    earlier = json.loads(file.read_text())
+    # the earlier script wrote {"meta": ...}; the harness writes {"config": ...}
+    epochs = (earlier.get("meta") or earlier["config"])["real_epochs"]
+    if epochs != real_epochs:
+        raise ConfigError(f"real_from {path!r} trained {epochs} epochs, not {real_epochs}")
+    return {r["architecture"]: (r["real"], r["real_s"]) for r in earlier["rows"]}
+
+
+def _plot(rows: list[dict[str, Any]], real_epochs: int, steps: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    colours = ["C3" if "GAP" in r["families"] else "C0" for r in rows]
+    ax.scatter([r["real"] for r in rows], [r["gtn"] for r in rows], c=colours, s=18)
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+    ax.set_xlabel(f"test accuracy, {real_epochs} epoch of real data")
+    ax.set_ylabel(f"test accuracy, {steps} GTN steps")
+    ax.set_title(f"{len(rows)} random architectures (red: with GAP)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(config: Config, ctx: Context) -> Outcome:
+    """Score the sampled architectures by the teacher and by real data; table and figure."""
     start_all = time.perf_counter()
-
-    run = Path(args.run)
-    device = torch.device(args.device)
-    loaded = load_space_run(run, 3 if args.quick else args.count, data_root=args.data_root,
-                            device=device, width_divisor=args.width_divisor)  # fmt: skip
+    run_dir = scored_teacher(ctx, config.teacher, config.teacher_settings,
+                             config.teacher_outer_steps)  # fmt: skip
+    device = ctx.device
+    loaded = load_space_run(run_dir, config.count, data_root=ctx.data_root, device=device,
+                            width_divisor=config.width_divisor or None)  # fmt: skip
     state, data, teacher, net = loaded.state, loaded.data, loaded.teacher, loaded.net
     extra, divisor, archs = state["extra"], loaded.divisor, loaded.archs
     channels, size, _ = data.spec.input_shape
-    real_config = TrainConfig(epochs=args.real_epochs, seed=args.seed,
-                              steps=30 if args.quick else None)  # fmt: skip
+    real_config = TrainConfig(epochs=config.real_epochs, seed=config.seed,
+                              steps=config.real_steps or None)  # fmt: skip
 
-    batches = teacher.materialize(seed=args.seed)  # the same for every architecture
-    reuse = {}
-    if args.real_from:
-        earlier = json.loads(Path(args.real_from).read_text())
-        if earlier["meta"]["real_epochs"] != args.real_epochs:
-            raise SystemExit(f"{args.real_from} trained {earlier['meta']['real_epochs']} epochs")
-        reuse = {r["architecture"]: (r["real"], r["real_s"]) for r in earlier["rows"]}
+    batches = teacher.materialize(seed=config.seed)  # the same for every architecture
+    reuse = earlier_real(config.real_from, config.real_epochs) if config.real_from else {}
     rows = []
-    for arch in tqdm(archs, unit="arch"):
-        learner = fixed_learner_factory(arch, data, net, device)(args.seed)
+    for arch in tqdm(archs, unit="arch", disable=not ctx.progress):
+        learner = fixed_learner_factory(arch, data, net, device)(config.seed)
         t = time.perf_counter()
         teacher.teach(learner, batches=batches)
         gtn_s = time.perf_counter() - t
@@ -136,7 +136,7 @@ def main() -> None:
         else:
             factory = fixed_learner_factory(arch, data, net, device)
             t = time.perf_counter()
-            result = train_model(lambda f=factory: f(args.seed), data.train, data.val,
+            result = train_model(lambda f=factory: f(config.seed), data.train, data.val,
                                  real_config, device=device)  # fmt: skip
             real_s = time.perf_counter() - t
             real_acc = evaluate(result.model, data.test).accuracy
@@ -158,28 +158,24 @@ def main() -> None:
         }
         for f in fams
     }
+    meta = {
+        "run": str(config.teacher or run_dir), "outer_steps": state["step"],
+        "width_divisor": divisor, "learner": extra["learner"], "real_from": config.real_from,
+        "inner_steps": teacher.config.inner_steps, "inner_batch": teacher.config.inner_batch,
+        "real_epochs": config.real_epochs,
+        "seed": config.seed, "arch_seed": ARCH_SEED, "machine": run_metadata(device),
+    }  # fmt: skip
     summary = {
         "gtn_median": statistics.median(gtn), "real_median": statistics.median(real),
         "gap_points": 100 * (statistics.median(real) - statistics.median(gtn)),
         "below_20pct": sum(a < 0.2 for a in gtn), "by_family": by_family,
         "gtn_s_mean": statistics.mean(r["gtn_s"] for r in rows),
         "real_s_mean": statistics.mean(r["real_s"] for r in rows),
-        "wall_s": time.perf_counter() - start_all,
+        "wall_s": time.perf_counter() - start_all, "meta": meta,
     }  # fmt: skip
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "run": str(run), "outer_steps": state["step"], "width_divisor": divisor,
-        "learner": extra["learner"], "real_from": args.real_from,
-        "inner_steps": teacher.config.inner_steps, "inner_batch": teacher.config.inner_batch,
-        "real_epochs": args.real_epochs,
-        "seed": args.seed, "arch_seed": ARCH_SEED, "machine": run_metadata(device),
-    }  # fmt: skip
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": summary,
-                                                    "rows": rows}, indent=2))  # fmt: skip
     steps, batch = teacher.config.inner_steps, teacher.config.inner_batch
     lines = [
-        f"| # | GTN {steps} steps of {batch} | real {args.real_epochs} epoch | families "
+        f"| # | GTN {steps} steps of {batch} | real {config.real_epochs} epoch | families "
         "| architecture |",
         "|---|---|---|---|---|",
     ]
@@ -193,26 +189,11 @@ def main() -> None:
               f"{summary['real_median']:.4f} ({summary['gap_points']:.2f} points apart); "
               f"{summary['below_20pct']} below 20 %. Mean time per architecture: GTN "
               f"{summary['gtn_s_mean']:.1f} s, real {summary['real_s_mean']:.1f} s; "
-              f"{summary['wall_s']:.0f} s in all on {meta['machine']['device_name']}."]  # fmt: skip
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    colours = ["C3" if "GAP" in r["families"] else "C0" for r in rows]
-    ax.scatter(real, gtn, c=colours, s=18)
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
-    ax.set_xlabel(f"test accuracy, {args.real_epochs} epoch of real data")
-    ax.set_ylabel(f"test accuracy, {steps} GTN steps")
-    ax.set_title(f"{len(rows)} random architectures (red: with GAP)")
-    fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=120)
-    print(f"wrote {out.with_suffix('.md')}, .json, .png")
+              f"{summary['wall_s']:.0f} s in all on {meta['machine']['device_name']}.",
+              "", "![GTN against real data](gtn_space.png)"]  # fmt: skip
+    _plot(rows, config.real_epochs, steps, ctx.figure("gtn_space.png"))
+    return Outcome("\n".join(lines), summary, rows)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main(NAME, Config, run, doc=__doc__))

@@ -7,19 +7,18 @@ shape: 10 steps x 3 epochs x 1 image per class, a random initialisation of the l
 outer step) is meta-trained on the same learner the same way. Both then teach fresh learners
 (several seeds, apart from meta-training's) and the learners are scored after k inner steps:
 ``k`` below a teacher's inner steps means its first k batches and learned learning rates (see
-:mod:`experiments.steps_curve`). Real data trains the same learner with GTN's batch size and
+:mod:`experiments.common.steps_curve`). Real data trains the same learner with GTN's batch size and
 with DD's batch size, at the learning rate of a grid that is best on validation data.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from envs.layers import Architecture
-from experiments.harness import REPO_ROOT, Context, Outcome, main
-from experiments.steps_curve import (
+from experiments.common.steps_curve import (
     CurvePoint,
     check_steps,
     curve_table,
@@ -32,11 +31,14 @@ from experiments.steps_curve import (
     timed_points,
     tuned,
 )
+from experiments.common.teachers import with_config
+from experiments.harness import REPO_ROOT, Context, Outcome, main
 from gtn.meta import load_meta_checkpoint, teacher_from_checkpoint
 from metaqnn.core.data import load_dataset
 from metaqnn.core.nets import NetConfig
 from metaqnn.errors import ConfigError
 from metaqnn.markdown import markdown_table
+from metaqnn.teacher.run import TeacherRun
 from metaqnn.teacher.shapes import fixed_learner_factory
 
 NAME = "gtn_vs_dd"
@@ -62,8 +64,9 @@ class Config:
     """GTN run folder (relative to the repository root); empty: under the scratch folder."""
     gtn_outer_steps: int = 220
     """Outer steps of the GTN (reused when its run folder has them)."""
-    gtn_train_args: tuple[str, ...] = ("--learner", "paper")
-    """``metaqnn gtn train`` arguments of the GTN beside dataset, val size and seed."""
+    gtn_teacher: TeacherRun = field(default_factory=lambda: TeacherRun(learner="paper"))
+    """``TeacherRun`` fields of the GTN when it must be trained (a TOML table); its dataset,
+    val size and seed are this config's."""
     dd_run: str = ""
     """DD run folder (relative to the repository root); empty: under the scratch folder."""
     dd_outer_steps: int = 150
@@ -91,7 +94,7 @@ class Config:
     real_lrs: tuple[float, ...] = (0.001, 0.003, 0.01)
     """Adam learning rates of the real-data baselines."""
     real_optimizer: str = "adam"
-    """Real-data optimiser (``experiments.steps_curve.OPTIMIZERS``)."""
+    """Real-data optimiser (``experiments.common.steps_curve.OPTIMIZERS``)."""
     seed: int = 0
     """Seed of the split and of meta-training."""
 
@@ -114,45 +117,27 @@ def _folder(path: str, ctx: Context, default: str) -> Path:
     return REPO_ROOT / path if path else ctx.work / default
 
 
-def gtn_args(config: Config) -> list[str]:
-    """``metaqnn gtn train`` arguments of the GTN teacher."""
-    return [
-        "--dataset",
-        config.dataset,
-        "--val-size",
-        str(config.val_size),
-        "--seed",
-        str(config.seed),
-        *config.gtn_train_args,
-    ]
+def gtn_settings(config: Config) -> TeacherRun:
+    """The settings of the GTN teacher."""
+    return with_config(config.gtn_teacher, "gtn_teacher", dataset=config.dataset,
+                       val_size=config.val_size, seed=config.seed)  # fmt: skip
 
 
-def dd_args(config: Config, learner: str) -> list[str]:
-    """``metaqnn gtn train --method dd`` arguments of the DD teacher on ``learner``."""
-    return [
-        "--method",
-        "dd",
-        "--dataset",
-        config.dataset,
-        "--val-size",
-        str(config.val_size),
-        "--seed",
-        str(config.seed),
-        "--learner",
-        learner,
-        "--dd-steps",
-        str(config.dd_steps),
-        "--dd-epochs",
-        str(config.dd_epochs),
-        "--dd-images-per-class",
-        str(config.dd_images_per_class),
-        "--outer-lr",
-        str(config.dd_outer_lr),
-        "--meta-batch",
-        str(config.dd_meta_batch),
-        "--checkpoint-every",
-        "25",
-    ]
+def dd_settings(config: Config, learner: str) -> TeacherRun:
+    """The settings of the DD teacher (``method="dd"``) on ``learner``."""
+    return TeacherRun(
+        method="dd",
+        dataset=config.dataset,
+        val_size=config.val_size,
+        seed=config.seed,
+        learner=learner,
+        dd_steps=config.dd_steps,
+        dd_epochs=config.dd_epochs,
+        dd_images_per_class=config.dd_images_per_class,
+        outer_lr=config.dd_outer_lr,
+        meta_batch=config.dd_meta_batch,
+        checkpoint_every=25,
+    )
 
 
 def _check(state: dict[str, Any], run_dir: Path, dataset: str, learner: str | None) -> None:
@@ -191,19 +176,19 @@ def run(config: Config, ctx: Context) -> Outcome:
         device=ctx.device,
     )
     gtn_dir = _folder(config.gtn_run, ctx, "gtn")
-    ctx.gtn(gtn_dir, gtn_args(config), config.gtn_outer_steps)
+    ctx.gtn(gtn_dir, gtn_settings(config), config.gtn_outer_steps)
     gtn_state = load_meta_checkpoint(gtn_dir, kind="gtn-meta")
     _check(gtn_state, gtn_dir, data.name, None)
     learner = gtn_state["extra"]["learner"]
     dd_dir = _folder(config.dd_run, ctx, "dd")
     dd_time = ctx.memo(
         "meta_time/dd",
-        lambda: timed(lambda: ctx.gtn(dd_dir, dd_args(config, learner), config.dd_outer_steps)),
+        lambda: timed(lambda: ctx.gtn(dd_dir, dd_settings(config, learner), config.dd_outer_steps)),
     )
     dd_state = load_meta_checkpoint(dd_dir, kind="dd-meta")
     _check(dd_state, dd_dir, data.name, learner)
     if dd_state["step"] < config.dd_outer_steps:  # memo from an interrupted earlier call
-        ctx.gtn(dd_dir, dd_args(config, learner), config.dd_outer_steps)
+        ctx.gtn(dd_dir, dd_settings(config, learner), config.dd_outer_steps)
         dd_state = load_meta_checkpoint(dd_dir, kind="dd-meta")
 
     arch = Architecture.parse(learner)

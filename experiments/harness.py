@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import importlib
 import json
 import shlex
 import sys
@@ -30,15 +31,18 @@ import time
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from metaqnn.errors import ConfigError, MetaQNNError
+
+if TYPE_CHECKING:
+    from metaqnn.teacher.run import TeacherRun
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = EXPERIMENTS_DIR.parent
@@ -75,6 +79,8 @@ def _check_type(name: str, value: Any, hint: Any, source: str) -> Any:
         return tuple(_check_type(f"{name}[{i}]", v, item, source) for i, v in enumerate(value))
     if hint is Any:
         return value
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _table(name, value, hint, source)
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{source}: {name}={value!r} must be a number")
@@ -92,6 +98,47 @@ def _check_type(name: str, value: Any, hint: Any, source: str) -> Any:
             raise ConfigError(f"{source}: {name}={value!r} must be a string")
         return value
     return value
+
+
+def _table(name: str, value: Any, cls: type, source: str) -> Any:
+    """A TOML table (or an instance) as the dataclass ``cls``: each key a field of it, each
+    value of its field's type; a one-line ConfigError naming the key otherwise."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: {name}={value!r} must be a table of {cls.__name__} fields")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - fields)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {name}.{unknown[0]}: not a field of "
+            f"{cls.__module__}.{cls.__name__}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _check_type(f"{name}.{k}", v, hints[k], source) for k, v in value.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {name}: {exc}") from None
+
+
+def teacher_run(settings: TeacherRun | Mapping[str, Any], name: str = "teacher") -> TeacherRun:
+    """Teacher settings as a :class:`~metaqnn.teacher.run.TeacherRun`: one as is, or a mapping
+    of its fields (a TOML table).
+
+    Raises:
+        ConfigError: For a key that is not a field of ``TeacherRun`` (the message names it) or
+            a value of the wrong type.
+    """
+    from metaqnn.teacher.run import TeacherRun
+
+    if not isinstance(settings, TeacherRun | Mapping):
+        raise ConfigError(
+            f"{name}: teacher settings are a TeacherRun or a mapping of its fields, not "
+            f"{type(settings).__name__} {settings!r}"
+        )
+    return _table(name, dict(settings) if isinstance(settings, Mapping) else settings,
+                  TeacherRun, "teacher settings")  # fmt: skip
 
 
 def _parse_override(text: str) -> tuple[str, Any]:
@@ -206,36 +253,73 @@ class Context:
             tmp.replace(path)
         return self._memo[key]
 
-    def gtn(self, run_dir: str | Path, train_args: Sequence[str], outer_steps: int) -> Path:
-        """A GTN (or DD) run folder meta-trained to ``outer_steps``: reused when its checkpoint
-        has them, resumed when it has fewer, trained with ``metaqnn gtn train train_args``
-        otherwise. Returns the run folder."""
-        from gtn.meta import checkpoint_file, load_meta_checkpoint
-        from metaqnn.cli.main import main as cli_main
+    def gtn(
+        self, run_dir: str | Path, teacher: TeacherRun | Mapping[str, Any], outer_steps: int
+    ) -> Path:
+        """A GTN (or DD) run folder meta-trained to ``outer_steps``.
 
+        Reused when its checkpoint has them, resumed when it has fewer, trained with
+        :func:`~metaqnn.teacher.run.train_teacher` and the settings ``teacher`` (a
+        ``TeacherRun`` or a mapping of its fields) otherwise. This context decides the run
+        folder, the outer steps, the device and the progress bars; the data root is the
+        settings' or else this context's; no architectures are scored at the end.
+
+        Args:
+            run_dir: The run folder.
+            teacher: How to train the teacher if it must be trained.
+            outer_steps: The outer steps it must have.
+
+        Returns:
+            The run folder.
+
+        Raises:
+            ConfigError: For settings that are not ``TeacherRun`` fields or do not fit
+                together.
+        """
+        from gtn.meta import checkpoint_file, load_meta_checkpoint
+        from metaqnn.teacher.run import TeacherRun, train_teacher
+
+        settings = teacher_run(teacher)
         run_dir = Path(run_dir)
-        common = [
-            "--outer-steps",
-            str(outer_steps),
-            "--device",
-            str(self.device),
-            "--eval-archs",
-            "0",
-        ]
-        if not self.progress:
-            common.append("--no-progress")
+        common = {
+            "outer_steps": outer_steps,
+            "device": str(self.device),
+            "data_root": settings.data_root or self.data_root,
+            "eval_archs": 0,
+            "progress": self.progress,
+        }
         if run_dir.is_dir() and checkpoint_file(run_dir).is_file():
             if load_meta_checkpoint(run_dir)["step"] >= outer_steps:
                 return run_dir
-            argv = ["gtn", "train", "--resume", str(run_dir), *common]
+            run = TeacherRun(resume=str(run_dir), **common)
         else:
-            argv = ["gtn", "train", *train_args, "--logdir", str(run_dir), *common]
-            if self.data_root and "--data-root" not in train_args:
-                argv += ["--data-root", self.data_root]
-        print("+ metaqnn " + shlex.join(argv), flush=True)
-        if cli_main(argv) != 0:
-            raise MetaQNNError(f"metaqnn {shlex.join(argv)} failed")
+            run = dataclasses.replace(settings, logdir=str(run_dir), resume=None, **common)
+        default = TeacherRun()
+        changed = {f.name: getattr(run, f.name) for f in dataclasses.fields(run)
+                   if getattr(run, f.name) != getattr(default, f.name)}  # fmt: skip
+        print(f"+ train_teacher(TeacherRun({', '.join(f'{k}={v!r}' for k, v in changed.items())}))",
+              flush=True)  # fmt: skip
+        train_teacher(run)
         return run_dir
+
+    def experiment(self, name: str) -> Outcome:
+        """Run the experiment ``name`` (its module ``experiments.<name>`` and config file,
+        quick when this run is) with a context of its own in ``work/<name>``: how one
+        experiment uses another's results without importing it.
+
+        Returns:
+            That experiment's outcome.
+        """
+        module = importlib.import_module(f"experiments.{name}")
+        config = load_config(module.Config, CONFIG_DIR / f"{name}.toml", quick=self.quick)
+        work = self.work / name
+        work.mkdir(parents=True, exist_ok=True)
+        ctx = dataclasses.replace(self, name=name, out=work, work=work, _writer=None, _memo=None)
+        try:
+            return module.run(config, ctx)
+        finally:
+            if ctx._writer is not None:
+                ctx._writer.close()
 
 
 # ------------------------------------------------------------------ entry point

@@ -2,8 +2,8 @@
 
 The GTN robustness study meta-trained a GTN on one learner and found that it trains only some
 learner types (global pooling or more layers stayed at chance). This experiment builds the
-study's learner types (:data:`experiments.learner_zoo.LEARNER_TYPES`) with the teachers' learner
-net config, at each configured width divisor, and trains each one
+study's learner types (:data:`experiments.common.learner_zoo.LEARNER_TYPES`) with the teachers'
+learner net config, at each configured width divisor, and trains each one
 
 - by the first ``early_steps`` steps of a teacher's curriculum (the study's "10 GTN steps"),
 - by all of its steps (the study's "full GTN"; 32 here),
@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.harness import REPO_ROOT, Context, Outcome, main
-from experiments.learner_zoo import (
+from experiments.common.learner_zoo import (
     LEARNER_TYPES,
     STUDY_TABLE,
     Clock,
@@ -40,9 +39,11 @@ from experiments.learner_zoo import (
     teach,
     train_real,
 )
+from experiments.harness import REPO_ROOT, Context, Outcome, main
 from metaqnn.core.nets import count_flops
 from metaqnn.errors import ConfigError
 from metaqnn.markdown import markdown_table
+from metaqnn.teacher.run import TeacherRun
 
 NAME = "learner_types"
 
@@ -52,14 +53,14 @@ class Config:
     """What the learner-type table measures."""
 
     teachers: tuple[str, ...]
-    """`metaqnn gtn train` run folders (relative to the repository root); an empty string is a
+    """Teacher run folders (relative to the repository root); an empty string is a
     folder under the scratch folder (quick mode trains a tiny teacher there)."""
     teacher_labels: tuple[str, ...]
     """A column label per teacher."""
     teacher_outer_steps: tuple[int, ...]
     """Outer steps each teacher must have (reused if it has them, else resumed or trained)."""
-    teacher_train_args: tuple[tuple[str, ...], ...]
-    """`metaqnn gtn train` arguments per teacher, used only if it must be trained."""
+    teacher_settings: tuple[TeacherRun, ...]
+    """``TeacherRun`` fields per teacher (TOML tables), used only if it must be trained."""
     types: tuple[str, ...] = tuple(LEARNER_TYPES)
     """Learner types (keys of ``LEARNER_TYPES``)."""
     width_divisors: tuple[int, ...] = (16, 1)
@@ -83,11 +84,11 @@ class Config:
     def __post_init__(self) -> None:
         n = len(self.teachers)
         if not n or not (len(self.teacher_labels) == len(self.teacher_outer_steps)
-                         == len(self.teacher_train_args) == n):  # fmt: skip
+                         == len(self.teacher_settings) == n):  # fmt: skip
             raise ConfigError(
                 f"teachers ({n}), teacher_labels ({len(self.teacher_labels)}), "
-                f"teacher_outer_steps ({len(self.teacher_outer_steps)}) and teacher_train_args "
-                f"({len(self.teacher_train_args)}) must be as many, at least one"
+                f"teacher_outer_steps ({len(self.teacher_outer_steps)}) and teacher_settings "
+                f"({len(self.teacher_settings)}) must be as many, at least one"
             )
         unknown = [t for t in self.types if t not in LEARNER_TYPES]
         if unknown or not self.types:
@@ -117,10 +118,10 @@ def _teacher_dir(path: str, index: int, ctx: Context) -> Path:
 
 def _load_teachers(config: Config, ctx: Context) -> list[LoadedTeacher]:
     loaded: list[LoadedTeacher] = []
-    for i, (path, steps, args) in enumerate(
-        zip(config.teachers, config.teacher_outer_steps, config.teacher_train_args, strict=True)
+    for i, (path, steps, settings) in enumerate(
+        zip(config.teachers, config.teacher_outer_steps, config.teacher_settings, strict=True)
     ):
-        run_dir = ctx.gtn(_teacher_dir(path, i, ctx), list(args), steps)
+        run_dir = ctx.gtn(_teacher_dir(path, i, ctx), settings, steps)
         data = loaded[0].data if loaded else None
         loaded.append(load_teacher(run_dir, ctx.device, ctx.data_root, data))
         if loaded[-1].data.name != loaded[0].data.name:

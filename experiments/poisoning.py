@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from envs.layers import Architecture
+from experiments.common.poison_figures import plot_attacks, poison_grid
 from experiments.harness import Context, Outcome, main
 from gtn.meta import LearnerFactory
 from gtn.poison import (
@@ -291,70 +292,6 @@ def _robustness(config: Config, ctx: Context, setup: Setup, threat: str, count: 
     return out
 
 
-def _figure(rows: list[dict], config: Config, path: Any) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    markers = {"white-box": "o-", "fixed": "s", "random": "^"}
-    for threat in config.threats:
-        mine = sorted((r for r in rows if r["threat"] == threat), key=lambda r: r["count"])
-        if not mine:
-            continue
-        share = [100 * r["share"] for r in mine]
-        left.plot(
-            share,
-            [statistics.fmean(r["learned_success"]) for r in mine],
-            markers[threat],
-            label=f"learned poisons ({threat})",
-        )
-        if threat == "white-box":
-            left.plot(
-                share,
-                [statistics.fmean(r["flip_success"]) for r in mine],
-                "x--",
-                label="label flip (source images)",
-            )
-            left.plot(
-                share,
-                [statistics.fmean(r["clean_success"]) for r in mine],
-                ":",
-                color="grey",
-                label="no poisons",
-            )
-        for r in mine:
-            right.plot(r["val_success"], label=f"{threat}, {r['count']} poisons", lw=1)
-    left.axhline(0.5, color="red", lw=0.8, ls="--")
-    left.set(
-        xlabel="poisons, % of the training set",
-        ylim=(0, 1),
-        ylabel=f"test {config.source}s classified {config.target}",
-        title="targeted misclassification",
-    )
-    left.legend(fontsize=7)
-    right.set(
-        xlabel="outer step",
-        ylabel="share on the outer-objective images",
-        title="attack success during meta-training",
-        ylim=(0, 1),
-    )
-    right.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _poison_grid(ctx: Context, config: Config, rows: list[dict], path: Any) -> None:
-    from torchvision.utils import save_image
-
-    images = [torch.load(ctx.work / f"poisons-{r['threat']}-{r['count']}.pt") for r in rows]
-    width = max(len(x) for x in images)
-    padded = [torch.cat([x, torch.zeros(width - len(x), *x.shape[1:])]) for x in images]
-    save_image(torch.cat(padded), path, nrow=width, pad_value=0.5)
-
-
 def _describe(config: Config, n_source: int) -> str:
     """The report's paragraph on the setting."""
     v, arch = config.victim(), config.architecture
@@ -395,8 +332,9 @@ def run(config: Config, ctx: Context) -> Outcome:
                 lambda t=threat, c=count: _attack(config, ctx, setup, t, c),
             )
         )
-    _figure(rows, config, ctx.figure("poisoning.png"))
-    _poison_grid(ctx, config, rows, ctx.figure("poisons.png"))
+    plot_attacks(rows, config.threats, config.source, config.target, ctx.figure("poisoning.png"))
+    files = [ctx.work / f"poisons-{r['threat']}-{r['count']}.pt" for r in rows]
+    poison_grid(files, ctx.figure("poisons.png"))
     best = max(rows, key=lambda r: statistics.fmean(r["learned_success"]))
     robust = ctx.memo(
         f"robustness/{best['threat']}/{best['count']}",

@@ -28,33 +28,38 @@ where it stopped.
 
 from __future__ import annotations
 
-import math
-import shlex
 import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
-from envs.layers import Architecture, FullyConnected, GlobalAvgPool, Pool, Softmax
-from envs.space import SearchSpace, get_space
+from envs.layers import Architecture
+from envs.space import get_space
+from experiments.common.architectures import families, sample_architectures
+from experiments.common.proxies import (
+    Proxy,
+    ci,
+    clock,
+    correlations,
+    epoch_label,
+    plot_cost,
+    train_with_checkpoints,
+)
 from experiments.harness import REPO_ROOT, Context, Outcome, main
 from gtn.meta import load_meta_checkpoint, teacher_from_checkpoint
-from metaqnn.core.data import Dataset, Split, iterate_batches, load_dataset
+from metaqnn.core.data import Dataset, Split, load_dataset
 from metaqnn.core.nets import NetConfig, count_flops, count_parameters
 from metaqnn.core.training import evaluate
 from metaqnn.errors import ConfigError
-from metaqnn.evaluation.correlation import CorrelationResult, plot_scatter, rank_correlation
+from metaqnn.evaluation.correlation import plot_scatter, rank_correlation
 from metaqnn.markdown import markdown_table
 from metaqnn.rewards.gtn import GTNReward
+from metaqnn.teacher.run import TeacherRun
 from metaqnn.teacher.shapes import fixed_learner_factory
 
 NAME = "proxy_fidelity"
@@ -110,8 +115,9 @@ class Config:
     """GTN run folders (relative to the repository; ``{work}/`` means the scratch folder)."""
     teacher_labels: tuple[str, ...] = ()
     """One short label per teacher."""
-    teacher_args: tuple[str, ...] = ()
-    """Per teacher, the ``metaqnn gtn train`` arguments that make it when its folder is empty."""
+    teacher_settings: tuple[TeacherRun, ...] = ()
+    """Per teacher, the ``TeacherRun`` fields (TOML tables) that make it when its folder is
+    empty."""
     teacher_outer_steps: tuple[int, ...] = ()
     """Per teacher, the outer steps it must have (an existing run with as many is reused)."""
     resamples: int = 1000
@@ -134,130 +140,16 @@ class Config:
         if self.train_size < self.batch_size:
             raise ConfigError(f"train_size={self.train_size} is below one batch of "
                               f"{self.batch_size}")  # fmt: skip
-        lengths = {len(self.teachers), len(self.teacher_labels), len(self.teacher_args),
+        lengths = {len(self.teachers), len(self.teacher_labels), len(self.teacher_settings),
                    len(self.teacher_outer_steps)}  # fmt: skip
         if len(lengths) != 1:
-            raise ConfigError("teachers, teacher_labels, teacher_args and teacher_outer_steps "
+            raise ConfigError("teachers, teacher_labels, teacher_settings and teacher_outer_steps "
                               f"must be equally long, got {sorted(lengths)}")  # fmt: skip
         if len(set(self.teacher_labels)) != len(self.teacher_labels):
             raise ConfigError(f"teacher_labels {self.teacher_labels} must be distinct")
 
 
-# ------------------------------------------------------------------ architectures
-def sample_architectures(space: SearchSpace, count: int, seed: int) -> list[Architecture]:
-    """The first ``count`` distinct architectures drawn by ``space``'s uniform sampler.
-
-    Raises:
-        ConfigError: If 100 draws per wanted architecture do not give ``count`` distinct ones.
-    """
-    rng = np.random.default_rng(seed)
-    seen: dict[str, Architecture] = {}
-    for _ in range(100 * count):
-        arch = space.sample(rng)
-        seen.setdefault(str(arch), arch)
-        if len(seen) == count:
-            return list(seen.values())
-    raise ConfigError(f"the space gave only {len(seen)} distinct architectures, not {count}")
-
-
-def families(arch: Architecture) -> list[str]:
-    """The families an architecture belongs to: GAP, several pools, FC, deep (6+ layers),
-    shallow (at most 2 layers), else other."""
-    layers = [ly for ly in arch.layers if not isinstance(ly, Softmax)]
-    tags = []
-    if any(isinstance(ly, GlobalAvgPool) for ly in layers):
-        tags.append("GAP")
-    if sum(isinstance(ly, Pool) for ly in layers) >= 2:
-        tags.append("several pools")
-    if any(isinstance(ly, FullyConnected) for ly in layers):
-        tags.append("FC")
-    if len(layers) >= 6:
-        tags.append("deep")
-    if len(layers) <= 2:
-        tags.append("shallow")
-    return tags or ["other"]
-
-
 # ------------------------------------------------------------------ real data
-def _clock() -> np.ndarray:
-    """(wall seconds, CPU seconds of this process): differences of two readings are costs. CPU
-    time is what a proxy costs on a shared machine; wall time grows with the sharing."""
-    return np.array([time.perf_counter(), time.process_time()])
-
-
-def epoch_label(epochs: float) -> str:
-    """``0.25`` -> ``"1/4 epoch"``, ``1`` -> ``"1 epoch"``, ``3`` -> ``"3 epochs"``."""
-    if epochs < 1:
-        return f"1/{round(1 / epochs)} epoch" if math.isclose(1 / round(1 / epochs), epochs) \
-            else f"{epochs:g} epoch"  # fmt: skip
-    return f"{epochs:g} epoch" + ("" if epochs == 1 else "s")
-
-
-def train_with_checkpoints(
-    model: nn.Module,
-    train: Split,
-    score: Split,
-    checkpoints: Sequence[int],
-    *,
-    lr: float,
-    batch_size: int,
-    weight_decay: float,
-    seed: int,
-) -> list[dict[str, float]]:
-    """Train ``model`` in place with Adam at a constant ``lr``, scoring it on ``score`` after
-    each step count in ``checkpoints``.
-
-    Passes over ``train`` are reshuffled (a CPU generator seeded with ``seed``); the last short
-    batch of a pass is dropped. Training time excludes the scoring.
-
-    Args:
-        model: A freshly initialised model (its device is used).
-        train: Training split.
-        score: Split scored at each checkpoint.
-        checkpoints: Increasing positive step counts; training stops at the last.
-        lr: Adam's learning rate.
-        batch_size: Examples per step.
-        weight_decay: Adam's L2 penalty.
-        seed: Seed of the batch order.
-
-    Returns:
-        Per checkpoint: ``step``, ``accuracy``, ``loss``, ``train_s`` and ``train_cpu_s``
-        (training wall and CPU seconds up to it), ``score_s`` and ``score_cpu_s`` (of that
-        scoring).
-    """
-    if not checkpoints or checkpoints[0] < 1 or any(b <= a for a, b in pairwise(checkpoints)):
-        raise ConfigError(f"checkpoints {list(checkpoints)} must be increasing positive steps")
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    pending, records, step, spent = list(checkpoints), [], 0, np.zeros(2)  # (wall, CPU) s
-    model.train()
-    while pending:
-        start = _clock()
-        for x, y in iterate_batches(train, batch_size, shuffle=True, generator=generator,
-                                    drop_last=True):  # fmt: skip
-            loss = F.cross_entropy(model(x), y)  # (B, classes) logits
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if step == pending[0]:
-                spent += _clock() - start
-                t = _clock()
-                result = evaluate(model, score)
-                scored = _clock() - t
-                records.append({
-                    "step": step, "accuracy": result.accuracy, "loss": result.loss,
-                    "train_s": float(spent[0]), "train_cpu_s": float(spent[1]),
-                    "score_s": float(scored[0]), "score_cpu_s": float(scored[1]),
-                })  # fmt: skip
-                pending.pop(0)
-                if not pending:
-                    return records
-                start = _clock()
-        spent += _clock() - start
-    return records
-
-
 def real_run(
     arch: Architecture, data: Dataset, train: Split, config: Config, net: NetConfig,
     device: torch.device,
@@ -311,10 +203,10 @@ def gtn_rewards(
     teaching and scoring); plus the
     teacher's one-off ``materialize_s`` and ``outer_steps`` under the key ``"_teachers"``."""
     out: dict[str, Any] = {"_teachers": {}}
-    for path, label, args, outer in zip(config.teachers, config.teacher_labels,
-                                        config.teacher_args, config.teacher_outer_steps,
-                                        strict=True):  # fmt: skip
-        run_dir = ctx.gtn(resolve_teacher(path, ctx.work), shlex.split(args), outer)
+    for path, label, settings, outer in zip(config.teachers, config.teacher_labels,
+                                            config.teacher_settings, config.teacher_outer_steps,
+                                            strict=True):  # fmt: skip
+        run_dir = ctx.gtn(resolve_teacher(path, ctx.work), settings, outer)
         state = load_meta_checkpoint(run_dir)
         extra = state["extra"]
         for key, want in (("dataset", config.dataset), ("val_size", config.val_size),
@@ -335,79 +227,14 @@ def gtn_rewards(
         for i, arch in enumerate(tqdm(archs, desc=f"GTN {label}", disable=not ctx.progress)):
 
             def unit(arch: Architecture = arch, reward: GTNReward = reward) -> dict[str, float]:
-                t = _clock()
+                t = clock()
                 result = reward.evaluate(arch)
-                wall, cpu = _clock() - t
+                wall, cpu = clock() - t
                 return {"accuracy": result.reward, "cost_s": wall, "cost_cpu_s": cpu}
 
             rows.append(ctx.memo(f"gtn:{label}:{i}:{arch}", unit))
         out[label] = rows
     return out
-
-
-# ------------------------------------------------------------------ analysis
-@dataclass(frozen=True)
-class Proxy:
-    """One cheap estimate over all architectures."""
-
-    name: str
-    values: list[float]
-    costs: list[float]
-    """CPU seconds per architecture."""
-    wall: list[float]
-    """Wall seconds per architecture."""
-    steps: str
-
-
-def correlations(proxies: Sequence[Proxy], truth: Sequence[float], resamples: int
-                 ) -> dict[str, CorrelationResult]:  # fmt: skip
-    """Each proxy's rank statistics against ``truth`` (bootstrap seed 0)."""
-    return {p.name: rank_correlation(p.values, truth, resamples=resamples, seed=0)
-            for p in proxies}  # fmt: skip
-
-
-def _ci(e: Any) -> str:
-    return f"{e.value:.3f} [{e.low:.2f}, {e.high:.2f}]"
-
-
-def plot_cost(proxies: Sequence[Proxy], stats: dict[str, CorrelationResult], path: Path) -> Path:
-    """Spearman (all and top half, with bootstrap intervals) against the mean cost per
-    architecture, log x."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
-    fig, ax = plt.subplots(figsize=(7.2, 4.6))
-    handles = []
-    for i, p in enumerate(proxies):
-        colour = f"C{i % 10}"
-        x = statistics.mean(p.costs)
-        for key, marker, fill, shift in (("spearman", "o", colour, 1 / 1.04),
-                                         ("spearman_top_half", "s", "white", 1.04)):  # fmt: skip
-            e = getattr(stats[p.name], key)
-            ax.errorbar([x * shift], [e.value], yerr=[[e.value - e.low], [e.high - e.value]],
-                        fmt=marker, color=colour, mfc=fill, capsize=3)  # fmt: skip
-        handles.append(Line2D([], [], color=colour, marker="o", ls="", label=p.name))
-    handles += [
-        Line2D([], [], color="k", marker="o", ls="", label="filled: Spearman, all"),
-        Line2D([], [], color="k", marker="s", mfc="white", ls="", label="open: top half"),
-    ]
-    ax.axhline(REFERENCE["gtn_spearman"], color="grey", ls=":", lw=1)
-    ax.axhline(REFERENCE["gtn_spearman_top_half"], color="grey", ls="--", lw=1)
-    handles += [
-        Line2D([], [], color="grey", ls=":", label="GTN paper, all (0.36)"),
-        Line2D([], [], color="grey", ls="--", label="GTN paper, top half (0.56)"),
-    ]
-    ax.set_xscale("log")
-    ax.set(xlabel="mean CPU seconds per architecture (one thread)",
-           ylabel="rank correlation with the long budget")  # fmt: skip
-    ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 # ------------------------------------------------------------------ the experiment
@@ -477,7 +304,7 @@ def run(config: Config, ctx: Context) -> Outcome:
                             f"test accuracy after {config.long_epochs} real epochs"),
                      result=stats[f"GTN, {label}"])  # fmt: skip
         figures.append(name)
-    plot_cost(proxies, stats, ctx.figure("correlation_vs_cost.png"))
+    plot_cost(proxies, stats, ctx.figure("correlation_vs_cost.png"), REFERENCE)
     figures.append("correlation_vs_cost.png")
 
     # report
@@ -493,8 +320,8 @@ def run(config: Config, ctx: Context) -> Outcome:
         top10 = s.top_k.get(10)
         table.append([
             p.name, p.steps, f"{cost:.2f}", f"{statistics.mean(p.wall):.2f}",
-            f"{cost / gtn_cost:.2f}x", _ci(s.spearman),
-            _ci(s.spearman_top_half), f"{s.kendall.value:.3f}",
+            f"{cost / gtn_cost:.2f}x", ci(s.spearman),
+            ci(s.spearman_top_half), f"{s.kendall.value:.3f}",
             f"{top10.value:.1f}" if top10 else "-",
             f"{stats_no_gap[p.name].spearman.value:.3f}" if stats_no_gap else "-",
         ])  # fmt: skip

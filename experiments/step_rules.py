@@ -1,24 +1,23 @@
 """Which inner step rule lets one learning rate fit the whole search space? Real data, 32 steps
-of 128, the same architectures as ``experiments.gtn_space_table`` (same seed), each trained
+of 128, the same architectures as ``gtn_space_table`` (same seed), each trained
 with one shared learning rate per rule: SGD with momentum 0.5 (the GTN paper's rule), the
 ``relative`` rule of ``gtn.inner_loop`` with momentum 0.5, and Adam. SGD and relative run
 through the GTN's own functional inner loop (``gtn.inner_loop.unroll``) with a constant
 schedule; Adam is ``torch.optim.Adam``.
 
-    python -m experiments.step_rules --data-root ../shared/data --count 30 \
+    python -m experiments step_rules --data-root ../shared/data --set count=30 \
         --out experiments/results/step_rules_mnist
 
-Writes ``OUT.md`` (median test accuracy per rule and rate, and the median of each
-architecture's best rate of any rule) and ``OUT.json``. ``--quick``: 2 architectures, 4 steps.
+Writes ``results.md`` (median test accuracy per rule and rate, and the median of each
+architecture's best rate of any rule) and ``results.json``. ``--quick``: 2 architectures of the
+digits space at full width, 4 steps.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,10 +25,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from envs.space import get_space
-from experiments.gtn_space_table import ARCH_SEED
+from experiments.common.architectures import ARCH_SEED
+from experiments.harness import Context, Outcome, main
 from gtn.inner_loop import LearnedSGD, model_params, unroll
 from metaqnn.core.data import Split, load_dataset
 from metaqnn.core.training import evaluate
+from metaqnn.errors import ConfigError
 from metaqnn.runinfo import run_metadata
 from metaqnn.teacher.shapes import GTN_LEARNER, fixed_learner_factory
 
@@ -40,8 +41,19 @@ GRID: dict[str, tuple[float, ...]] = {
     "adam": (0.003, 0.01, 0.03),
 }
 
+NAME = "step_rules"
 
-def train(model, x, y, rule: str, lr: float, steps: int, batch: int, seed: int) -> None:
+
+def train(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    rule: str,
+    lr: float,
+    steps: int,
+    batch: int,
+    seed: int,
+) -> None:
     """``steps`` real-data steps of ``batch`` (indices drawn with ``seed``), in place."""
     g = torch.Generator(device=x.device).manual_seed(seed)
     index = [torch.randint(len(y), (batch,), generator=g, device=x.device) for _ in range(steps)]
@@ -62,37 +74,49 @@ def train(model, x, y, rule: str, lr: float, steps: int, batch: int, seed: int) 
             p.copy_(result.params[name])
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--dataset", default="mnist")
-    p.add_argument("--count", type=int, default=30)
-    p.add_argument("--width-divisor", type=int, default=16)
-    p.add_argument("--steps", type=int, default=32)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--seed", type=int, default=1, help="initialisation and batch seed")
-    p.add_argument("--test-size", type=int, default=2000, help="test images scored (the first)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="experiments/results/step_rules")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args()
+@dataclass(frozen=True)
+class Config:
+    """The data, the architectures and the training budget of every rule."""
+
+    dataset: str = "mnist"
+    """Dataset (its space preset is sampled)."""
+    count: int = 30
+    """Architectures sampled (seed :data:`~experiments.common.architectures.ARCH_SEED`)."""
+    width_divisor: int = 16
+    """The space's conv filters and FC widths divided by this."""
+    steps: int = 32
+    """Real-data steps per training."""
+    batch: int = 128
+    """Images per step."""
+    seed: int = 1
+    """Initialisation and batch seed."""
+    test_size: int = 2000
+    """Test images scored (the first)."""
+
+    def __post_init__(self) -> None:
+        for name in ("count", "width_divisor", "steps", "batch", "test_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be at least 1")
+
+
+def run(config: Config, ctx: Context) -> Outcome:
+    """Train every architecture with every rule and rate; medians per rule and rate."""
     start = time.perf_counter()
-    device = torch.device(args.device)
-    data = load_dataset(args.dataset, root=args.data_root, device=device)
-    space = get_space(data.spec.preset).scale_widths(args.width_divisor)
+    device = ctx.device
+    data = load_dataset(config.dataset, root=ctx.data_root, device=device)
+    space = get_space(data.spec.preset).scale_widths(config.width_divisor)
     rng = np.random.default_rng(ARCH_SEED)
-    archs = [space.sample(rng) for _ in range(2 if args.quick else args.count)]
-    steps = 4 if args.quick else args.steps
-    test = Split(data.test.x[: args.test_size], data.test.y[: args.test_size])
+    archs = [space.sample(rng) for _ in range(config.count)]
+    steps = config.steps
+    test = Split(data.test.x[: config.test_size], data.test.y[: config.test_size])
     configs = [(rule, lr) for rule, lrs in GRID.items() for lr in lrs]
     rows = []
-    for arch in tqdm(archs, unit="arch", disable=args.no_progress):
+    for arch in tqdm(archs, unit="arch", disable=not ctx.progress):
         build = fixed_learner_factory(arch, data, GTN_LEARNER, device)
         accuracy = {}
         for rule, lr in configs:
-            model = build(args.seed)
-            train(model, data.train.x, data.train.y, rule, lr, steps, args.batch, args.seed)
+            model = build(config.seed)
+            train(model, data.train.x, data.train.y, rule, lr, steps, config.batch, config.seed)
             accuracy[f"{rule} {lr:g}"] = evaluate(model, test).accuracy
         rows.append({"architecture": str(arch), "accuracy": accuracy})
     keys = [f"{rule} {lr:g}" for rule, lr in configs]
@@ -102,20 +126,15 @@ def main() -> None:
         for rule in GRID
     }
     oracle = statistics.median(max(r["accuracy"].values()) for r in rows)
-    summary = {"medians": medians, "best_shared": best, "oracle_median": oracle,
-               "wall_s": time.perf_counter() - start}  # fmt: skip
-    meta = {"dataset": data.name, "count": len(archs), "width_divisor": args.width_divisor,
-            "steps": steps, "batch": args.batch, "seed": args.seed, "arch_seed": ARCH_SEED,
+    meta = {"dataset": data.name, "count": len(archs), "width_divisor": config.width_divisor,
+            "steps": steps, "batch": config.batch, "seed": config.seed, "arch_seed": ARCH_SEED,
             "test_size": len(test.y),
             "machine": run_metadata(device)}  # fmt: skip
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(
-        json.dumps({"meta": meta, "summary": summary, "rows": rows}, indent=2)
-    )
+    summary = {"medians": medians, "best_shared": best, "oracle_median": oracle,
+               "wall_s": time.perf_counter() - start, "meta": meta}  # fmt: skip
     lines = [
-        f"Real {data.name} data, {steps} steps of {args.batch}, {len(archs)} architectures of "
-        f"the {data.spec.preset} space (widths / {args.width_divisor}, seed {ARCH_SEED}), "
+        f"Real {data.name} data, {steps} steps of {config.batch}, {len(archs)} architectures of "
+        f"the {data.spec.preset} space (widths / {config.width_divisor}, seed {ARCH_SEED}), "
         f"one shared rate per row; accuracy on the first {len(test.y)} test images.",
         "",
         "| rule, rate | median | best for how many architectures |",
@@ -132,9 +151,8 @@ def main() -> None:
         f"{summary['wall_s']:.0f} s wall, {torch.get_num_threads()} torch threads, "
         f"{meta['machine']['platform']}, torch {meta['machine']['torch']}.",
     ]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return Outcome("\n".join(lines), summary, rows)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main(NAME, Config, run, doc=__doc__))

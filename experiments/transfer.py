@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.harness import CONFIG_DIR, REPO_ROOT, Context, Outcome, load_config, main
+from experiments.harness import REPO_ROOT, Context, Outcome, main
 from metaqnn.core.checkpoint import load_checkpoint
 from metaqnn.core.data import Dataset, Split, load_dataset
 from metaqnn.core.training import TrainConfig
@@ -86,21 +86,7 @@ def source_checkpoint(config: Config, ctx: Context) -> Path:
         if path.is_file():
             return path
         print(f"{path} not found: running qlearning_curve to make it", flush=True)
-    from experiments import qlearning_curve
-
-    q_config = load_config(
-        qlearning_curve.Config, CONFIG_DIR / "qlearning_curve.toml", quick=ctx.quick
-    )
-    work = ctx.work / "qlearning_curve"
-    work.mkdir(parents=True, exist_ok=True)
-    q_ctx = dataclasses.replace(
-        ctx, name="qlearning_curve", out=work, work=work, _writer=None, _memo=None
-    )
-    try:
-        outcome = qlearning_curve.run(q_config, q_ctx)
-    finally:
-        if q_ctx._writer is not None:
-            q_ctx._writer.close()
+    outcome = ctx.experiment("qlearning_curve")
     top = outcome.summary.get("top_checkpoint")
     if top is None:
         raise ConfigError(f"{NAME}: qlearning_curve retrained no model to transfer")

@@ -45,7 +45,7 @@ def _relative_rule(param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     every tensor by about ``lr`` of its own size, whatever its fan-in and gradient scale.
 
     On real MNIST data, 32 steps of 128 and momentum 0.5, over 30 sampled architectures of the
-    MNIST space at widths / 16 (``python -m experiments.step_rules``), one shared rate (0.03)
+    MNIST space at widths / 16 (``python -m experiments step_rules``), one shared rate (0.03)
     gave a median accuracy of 0.839 with this rule against 0.814 for the best shared SGD rate
     and 0.785 for Adam's (0.843 with each architecture's own best); the per-architecture best
     SGD rates ranged over 0.01-1.0.

@@ -34,13 +34,14 @@ class CachedReward:
 
     Args:
         reward: An object with ``evaluate(architecture) -> RewardResult`` (e.g.
-            :class:`metaqnn.rewards.gtn.GTNReward`) or a plain ``Architecture -> float``.
+            :class:`metaqnn.rewards.gtn.GTNReward`) or a plain ``Architecture -> float``; None
+            until it is set (cached results are served before that).
         path: A JSON file that keeps the results (loaded if present, written by :meth:`save`),
             so that a killed experiment does not compute them again.
     """
 
-    def __init__(self, reward: object, path: str | Path | None = None) -> None:
-        self.reward: EvaluatingReward = as_reward(reward)
+    def __init__(self, reward: object | None, path: str | Path | None = None) -> None:
+        self.reward: EvaluatingReward | None = None if reward is None else as_reward(reward)
         self.path = Path(path) if path is not None else None
         self.results: dict[str, RewardResult] = {}
         self.computed = 0
@@ -66,6 +67,8 @@ class CachedReward:
         if cached is not None:
             self.hits += 1
             return cached
+        if self.reward is None:
+            raise ConfigError(f"{architecture} is not cached and this CachedReward has no reward")
         start = time.perf_counter()
         result = self.reward.evaluate(architecture)
         self.compute_s += time.perf_counter() - start

@@ -3,9 +3,11 @@ the quick-mode smoke test)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from experiments.curricula import PAPER_ORDER, Config, train_args
+from experiments.curricula import PAPER_ORDER, Config, teacher_settings
 from experiments.harness import CONFIG_DIR, load_config
 from gtn.curriculum import CURRICULA
 from metaqnn.errors import ConfigError
@@ -20,12 +22,11 @@ def test_config_file_loads_and_names_every_curriculum(quick):
 
 def test_every_curriculum_gets_the_same_budget():
     config = Config()
-    args = {c: train_args(config, c) for c in config.curricula}
-    for c, a in args.items():
-        i = a.index("--curriculum")
-        assert a[i + 1] == c
-        assert a[:i] + a[i + 2 :] == args["full"][:i] + args["full"][i + 2 :]
-    assert "--outer-lr" in args["none"] and str(config.outer_lr) in args["none"]
+    settings = {c: teacher_settings(config, c) for c in config.curricula}
+    for c, s in settings.items():
+        assert s.curriculum == c
+        assert dataclasses.replace(s, curriculum="full") == settings["full"]
+    assert settings["none"].outer_lr == config.outer_lr
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,11 @@ from experiments.gtn_robustness import (
 )
 from experiments.harness import CONFIG_DIR, load_config
 from metaqnn.errors import ConfigError
+from metaqnn.teacher.run import TeacherRun
 
 
 def _config(**changes):
-    values = dict(teacher="", teacher_outer_steps=1, teacher_train_args=(), attack_steps=5,
+    values = dict(teacher="", teacher_outer_steps=1, teacher_settings=TeacherRun(), attack_steps=5,
                   images=32, attack_images=16, noise_betas=(0.0, 0.5), blur_betas=(0.0, 2.0),
                   fgsm_betas=(0.0, 0.05), lbfgs_betas=(1.0, 4.0))  # fmt: skip
     values.update(changes)
@@ -96,3 +97,4 @@ def test_shipped_config_loads_in_both_modes():
     quick = load_config(Config, CONFIG_DIR / "gtn_robustness.toml", quick=True)
     assert full.attack_steps == 30 and full.teacher
     assert quick.teacher == "" and quick.seeds < full.seeds
+    assert full.teacher_settings.learner == "paper" and quick.teacher_settings.inner_steps == 12

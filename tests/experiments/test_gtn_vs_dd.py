@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from experiments.gtn_vs_dd import Config, _check, dd_args, gtn_args
+from experiments.gtn_vs_dd import Config, _check, dd_settings, gtn_settings
 from experiments.harness import CONFIG_DIR, load_config
 from metaqnn.errors import ConfigError
 
@@ -23,15 +24,23 @@ def test_config_file_loads(quick):
 
 def test_dd_defaults_are_the_dd_papers_shape():
     config = Config()
-    args = dd_args(config, PAPER)
-    pairs = dict(zip(args[::2], args[1::2], strict=True))
-    assert pairs["--method"] == "dd" and pairs["--learner"] == PAPER
-    assert (pairs["--dd-steps"], pairs["--dd-epochs"], pairs["--dd-images-per-class"]) == (
-        "10",
-        "3",
-        "1",
-    )
-    assert gtn_args(config)[:2] == ["--dataset", "mnist"]
+    dd = dd_settings(config, PAPER)
+    assert dd.method == "dd" and dd.learner == PAPER
+    assert (dd.dd_steps, dd.dd_epochs, dd.dd_images_per_class) == (10, 3, 1)
+    assert gtn_settings(config).dataset == "mnist"
+
+
+def test_gtn_settings_take_dataset_split_and_seed_from_the_config():
+    config = load_config(Config, CONFIG_DIR / "gtn_vs_dd.toml", quick=True)
+    gtn = gtn_settings(config)
+    assert (gtn.dataset, gtn.val_size, gtn.seed) == ("digits", 300, 0)
+    assert (gtn.learner, gtn.inner_steps, gtn.noise_dim) == ("paper", 4, 8)
+    clash = dataclasses.replace(config, gtn_teacher=dataclasses.replace(gtn, dataset="mnist"))
+    with pytest.raises(ConfigError, match=r"gtn_teacher\.dataset='mnist'"):
+        gtn_settings(clash)
+    with pytest.raises(ConfigError, match=r"unknown key gtn_teacher\.inner_stpes"):
+        load_config(Config, CONFIG_DIR / "gtn_vs_dd.toml",
+                    overrides=["gtn_teacher={inner_stpes=4}"])  # fmt: skip
 
 
 def _state(dataset: str, learner: str) -> dict:

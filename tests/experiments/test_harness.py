@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 import torch
 
-from experiments.harness import Context, Outcome, config_digest, load_config, main
+from experiments.harness import Context, Outcome, config_digest, load_config, main, teacher_run
+from gtn.meta import checkpoint_file, load_meta_checkpoint
 from metaqnn.errors import ConfigError
+from metaqnn.teacher.run import TeacherRun
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,12 @@ class Config:
     seeds: int = 5
     lrs: tuple[float, ...] = (0.001,)
     steps: int | None = None
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    teacher: TeacherRun = field(default_factory=TeacherRun)
+    teachers: tuple[TeacherRun, ...] = ()
 
 
 def _toml(tmp_path, text: str):
@@ -90,3 +98,57 @@ def test_main_writes_results_and_reports_bad_config(tmp_path, capsys):
     assert "seeds 1" in (tmp_path / "o" / "results.md").read_text()
     assert main("toy", Config, run, [*argv, "--set", "seeds=x"]) == 2
     assert "seeds='x' must be an integer" in capsys.readouterr().err
+
+
+def test_teacher_settings_are_tables_of_teacher_run_fields(tmp_path):
+    path = _toml(tmp_path, 'teacher = { learner = "paper", inner_steps = 4, init_lr = 1 }\n'
+                 'teachers = [{ dataset = "mnist" }, {}]\n')  # fmt: skip
+    config = load_config(TeacherConfig, path)
+    assert config.teacher == TeacherRun(learner="paper", inner_steps=4, init_lr=1.0)
+    assert config.teachers == (TeacherRun(dataset="mnist"), TeacherRun())
+    assert load_config(TeacherConfig, _toml(tmp_path, "")).teacher == TeacherRun()
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("teacher = { inner_stpes = 4 }\n", r"unknown key teacher\.inner_stpes: not a field of "
+         r"metaqnn\.teacher\.run\.TeacherRun"),
+        ('teacher = { inner_steps = "4" }\n', r"teacher\.inner_steps='4' must be an integer"),
+        ("teacher = 3\n", "teacher=3 must be a table of TeacherRun fields"),
+        ("teachers = [{ noise = 1 }]\n", r"unknown key teachers\[0\]\.noise"),
+    ],
+)  # fmt: skip
+def test_bad_teacher_settings_name_the_key(tmp_path, text, match):
+    with pytest.raises(ConfigError, match=match) as error:
+        load_config(TeacherConfig, _toml(tmp_path, text))
+    assert "\n" not in str(error.value)  # one line
+
+
+def test_teacher_run_takes_a_mapping_or_a_teacher_run_and_nothing_else():
+    assert teacher_run({"learner": "paper"}) == TeacherRun(learner="paper")
+    run = TeacherRun(noise_dim=4)
+    assert teacher_run(run) is run
+    with pytest.raises(ConfigError, match=r"unknown key teacher\.outer_stepz"):
+        teacher_run({"outer_stepz": 3})
+    with pytest.raises(ConfigError, match="not list"):
+        teacher_run(["--learner", "paper"])
+
+
+def test_gtn_trains_then_reuses_then_resumes(tmp_path, capsys):
+    ctx = Context("x", tmp_path, tmp_path, torch.device("cpu"), None, quick=True, progress=False)
+    settings = {"inner_steps": 2, "inner_batch": 10, "generator_hidden": 16, "noise_dim": 4,
+                "meta_batch": 16, "checkpoint_every": 1}  # fmt: skip
+    run_dir = ctx.gtn(tmp_path / "teacher", settings, 1)
+    assert run_dir == tmp_path / "teacher"
+    state = load_meta_checkpoint(run_dir)
+    assert state["step"] == 1 and state["teacher_config"]["inner_steps"] == 2
+    assert "+ train_teacher(TeacherRun(" in capsys.readouterr().out
+    written = checkpoint_file(run_dir).stat().st_mtime_ns
+    assert ctx.gtn(run_dir, settings, 1) == run_dir  # has the steps: reused as it is
+    assert checkpoint_file(run_dir).stat().st_mtime_ns == written
+    assert "train_teacher" not in capsys.readouterr().out
+    ctx.gtn(run_dir, {"inner_steps": 99}, 2)  # fewer steps: resumed, its own settings kept
+    state = load_meta_checkpoint(run_dir)
+    assert state["step"] == 2 and state["teacher_config"]["inner_steps"] == 2
+    assert "resume=" in capsys.readouterr().out

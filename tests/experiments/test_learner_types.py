@@ -7,9 +7,7 @@ import pytest
 import torch
 
 from envs.layers import Architecture, Conv, FullyConnected, GlobalAvgPool, Pool
-from experiments.harness import CONFIG_DIR, load_config
-from experiments.learner_types import Config
-from experiments.learner_zoo import (
+from experiments.common.learner_zoo import (
     LEARNER_TYPES,
     STUDY_TABLE,
     fmt_mean_std,
@@ -21,10 +19,13 @@ from experiments.learner_zoo import (
     teach,
     train_real,
 )
+from experiments.harness import CONFIG_DIR, load_config
+from experiments.learner_types import Config
 from gtn.teacher import GTNTeacher
 from metaqnn.core.data import load_dataset
 from metaqnn.core.nets import build_model
 from metaqnn.errors import ConfigError
+from metaqnn.teacher.run import TeacherRun
 from metaqnn.teacher.shapes import GTN_LEARNER, fixed_learner_factory, teacher_config
 
 
@@ -136,7 +137,7 @@ def test_head_and_summaries():
 
 def _config(**changes):
     values = dict(teachers=("a",), teacher_labels=("A",), teacher_outer_steps=(1,),
-                  teacher_train_args=((),))  # fmt: skip
+                  teacher_settings=(TeacherRun(),))  # fmt: skip
     values.update(changes)
     return Config(**values)
 
@@ -157,3 +158,5 @@ def test_shipped_config_loads_in_both_modes():
     quick = load_config(Config, CONFIG_DIR / "learner_types.toml", quick=True)
     assert set(full.types) == set(LEARNER_TYPES)
     assert len(full.teachers) == 2 and quick.teachers == ("",)
+    assert full.teacher_settings[1].init_from == "runs/gtn/mnist-paper-target"
+    assert full.teacher_settings[1].checkpoint_inner is True

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from experiments import qlearning_curve as qc
+from experiments.common.search_report import stage_rows
 from experiments.harness import CONFIG_DIR, Context, load_config
 from metaqnn.core.data import load_dataset
 from metaqnn.errors import ConfigError
@@ -38,6 +39,7 @@ def test_both_config_tables_load():
     quick = load_config(qc.Config, CONFIG_DIR / "qlearning_curve.toml", quick=True)
     assert full.seed_search and not quick.seed_search and not quick.search_dir
     assert quick.top_k >= 3  # the rank correlation needs three
+    assert full.gtn_teacher.learner == "paper" and quick.gtn_teacher.width_divisor == 16
 
 
 @pytest.mark.parametrize(
@@ -60,7 +62,7 @@ def test_stage_rows_mean_and_gap_share():
         _record(2, "[C(4,3,1), SM(10)]", 0.5, 1.0),
         _record(3, "[C(4,3,1), P(2,2), SM(10)]", 0.9, 0.1),
     ]
-    rows = qc.stage_rows(models)
+    rows = stage_rows(models)
     assert [(r["epsilon"], r["models"]) for r in rows] == [(1.0, 2), (0.1, 1)]
     assert rows[0]["mean_reward"] == pytest.approx(0.3)
     assert rows[0]["share_gap"] == 0.5 and rows[1]["share_gap"] == 0.0

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from envs.layers import Architecture
-from experiments.steps_curve import (
+from experiments.common.steps_curve import (
     CurvePoint,
     check_steps,
     curve_table,

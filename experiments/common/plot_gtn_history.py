@@ -1,6 +1,8 @@
 """Plot a GTN meta-training run: learner accuracy on the real meta-batch against outer step.
 
-python experiments/plot_gtn_history.py RUN_DIR --out experiments/figures/NAME.png
+A figure tool (not an experiment: no config, no results folder)::
+
+    python -m experiments.common.plot_gtn_history RUN_DIR --out experiments/figures/NAME.png
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from gtn.meta import load_meta_checkpoint
 
 
 def main() -> None:
+    """Parse the command line, read the run's history, write the PNG."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", help="GTN run folder or checkpoint")
     p.add_argument("--out", required=True, help="PNG path")

@@ -1,0 +1,1 @@
+"""What the experiments share beyond :mod:`experiments.harness`."""
