@@ -50,8 +50,8 @@ def _select_kmeans(
     distinct image per centre: a coreset that covers the class's modes instead of repeating its
     commonest look. Seeded k-means++ start; an empty cluster keeps its centre.
 
-    Measured on MNIST (``python -m experiments real_curriculum``, experiments/RESULTS.md): taught with
-    the schedule of the whole-space teacher, these real images gave medians of 0.871-0.889 over
+    Measured on MNIST (``python -m experiments real_curriculum``, experiments/RESULTS.md): taught
+    with the schedule of the whole-space teacher, these real images gave medians of 0.871-0.889 over
     three seeds against 0.880-0.884 for random samples, no better; and the generator refitted
     to them taught worse (0.864) than the one fitted to a random sample (0.880).
     """
