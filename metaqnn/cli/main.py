@@ -60,6 +60,9 @@ COMMANDS: dict[str, Command] = {
     ),
     "report": Command("a search's top models, Figure 3, retraining of the top K", "search"),
     "evaluate": Command("evaluate a checkpoint", "train"),
+    "export": Command(
+        "write a checkpoint as a TorchScript (or ONNX) model that takes [0, 1] pixels", "export"
+    ),
     "gtn": Command("Generative Teaching Networks: train, sample, eval", "gtn"),
     "lopt": Command("learned optimizer for robustness (Metz et al. 2019): train, eval", "lopt"),
     "validate": Command("check an architecture against a search space", "space"),
