@@ -17,7 +17,7 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP_INSTALL) -e ".[dev]"
 	touch $@ $(VENV)/.installed
 
-## demo: the main job on the embedded digits data: GTN meta-training, a Q-learning search with it, a report
+## demo: the main job (metaqnn design) on the embedded digits data, 5-minute budget, hand baselines in its table
 demo: $(VENV)/.installed
 	$(BIN)/metaqnn demo
 

@@ -48,6 +48,9 @@ _API: dict[str, str] = {
     "evaluate": "metaqnn.core.training",
     "save_checkpoint": "metaqnn.core.checkpoint",
     "load_checkpoint": "metaqnn.core.checkpoint",
+    "export_checkpoint": "metaqnn.core.export",
+    "RECIPES": "metaqnn.core.recipes",
+    "recipe_config": "metaqnn.core.recipes",
     # the GTN teacher
     "GTNTeacher": "gtn.teacher",
     "TeacherRun": "metaqnn.teacher.run",
@@ -81,6 +84,8 @@ _API: dict[str, str] = {
     "transfer": "metaqnn.evaluation.transfer",
     "rank_correlation": "metaqnn.evaluation.correlation",
     # the main job
+    "DesignConfig": "metaqnn.design.pipeline",
+    "run_design": "metaqnn.design.run",
     "DemoConfig": "metaqnn.demo",
     "run_demo": "metaqnn.demo",
 }

@@ -53,6 +53,11 @@ COMMANDS: dict[str, Command] = {
         "the best designs and report",
         "demo",
     ),
+    "design": Command(
+        "design a CNN within a wall-clock budget: GTN teacher, Q-learning search, finalists "
+        "and hand-designed baselines trained the same way, winner, report (resumable)",
+        "design",
+    ),
     "train": Command("train one architecture on real data, save a checkpoint", "train"),
     "search": Command(
         "MetaQNN search: Q-learning over the space, GTN or real-data rewards (resumable)",

@@ -1,5 +1,8 @@
 """Real-data training with MetaQNN's recipe: Adam, step decay of the learning rate, and a
 restart from a fresh initialisation at a lower learning rate when a model is at chance.
+Other optimizers (AdamW, SGD with Nesterov momentum), schedules (cosine, one-cycle, warmup) and
+label smoothing are ``TrainConfig`` fields whose defaults keep MetaQNN's recipe; the choices are
+the registries of :mod:`metaqnn.core.optim`, named recipes are in :mod:`metaqnn.core.recipes`.
 
 Randomness: a root ``torch.Generator`` seeded with ``TrainConfig.seed`` draws, per attempt, the
 seed of the model initialisation and dropout (applied inside ``torch.random.fork_rng``, so the
@@ -24,6 +27,7 @@ from tqdm.auto import tqdm
 from envs.layers import Architecture
 from metaqnn.core.data import Split, iterate_batches
 from metaqnn.core.nets import NetConfig, build_model, trace_shapes
+from metaqnn.core.optim import OPTIMIZERS, SCHEDULES, lr_at, make_optimizer, warmup_steps
 from metaqnn.errors import ConfigError
 
 
@@ -39,6 +43,10 @@ def _number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _one_of(choices: dict[str, Any]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, str) and v in choices
+
+
 def _betas(v: Any) -> bool:
     return isinstance(v, tuple) and len(v) == 2 and all(_number(b) and 0 <= b < 1 for b in v)
 
@@ -52,8 +60,14 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "betas": (_betas, "two numbers in [0, 1)"),
     "eps": (lambda v: _number(v) and v > 0, "a positive number"),
     "weight_decay": (lambda v: _number(v) and v >= 0, "a non-negative number"),
+    "optimizer": (_one_of(OPTIMIZERS), f"one of {', '.join(OPTIMIZERS)}"),
+    "momentum": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "nesterov": (lambda v: isinstance(v, bool), "True or False"),
     "lr_decay": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
     "lr_decay_epochs": (_positive_int, "a positive integer"),
+    "schedule": (_one_of(SCHEDULES), f"one of {', '.join(SCHEDULES)}"),
+    "warmup_epochs": (lambda v: v is None or (_number(v) and v >= 0), "None or a number >= 0"),
+    "label_smoothing": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "max_restarts": (_count, "a non-negative integer"),
     "restart_lr_factor": (lambda v: _number(v) and v > 0, "a positive number"),
     "chance_tolerance": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
@@ -64,7 +78,7 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """MetaQNN's training recipe (Baker et al. 2017); defaults are the paper's."""
+    """A training recipe; the defaults are MetaQNN's (Baker et al. 2017) exactly."""
 
     epochs: int = 20
     """Passes over the training split per attempt (ignored when ``steps`` is set)."""
@@ -74,17 +88,33 @@ class TrainConfig:
     batch_size: int = 128
     """Training mini-batch size."""
     lr: float = 1e-3
-    """Initial Adam learning rate."""
+    """Initial learning rate (the peak of ``"cosine"`` and ``"onecycle"``)."""
     betas: tuple[float, float] = (0.9, 0.999)
-    """Adam's betas."""
+    """Adam's and AdamW's betas."""
     eps: float = 1e-8
-    """Adam's epsilon."""
+    """Adam's and AdamW's epsilon."""
     weight_decay: float = 5e-4
-    """L2 penalty added to the gradient (Adam's ``weight_decay``, as Caffe's)."""
+    """Weight decay: an L2 penalty added to the gradient for Adam (as Caffe's) and SGD,
+    decoupled for AdamW."""
+    optimizer: str = "adam"
+    """A key of :data:`metaqnn.core.optim.OPTIMIZERS`: ``"adam"``, ``"adamw"`` or ``"sgd"``."""
+    momentum: float = 0.9
+    """SGD's momentum."""
+    nesterov: bool = True
+    """Whether SGD's momentum is Nesterov's (needs ``momentum > 0``)."""
     lr_decay: float = 0.2
     """Factor applied to the learning rate every ``lr_decay_epochs`` epochs."""
     lr_decay_epochs: int = 5
     """Epochs between learning-rate decays."""
+    schedule: str = "step"
+    """A key of :data:`metaqnn.core.optim.SCHEDULES`: ``"step"`` (decay by ``lr_decay`` every
+    ``lr_decay_epochs`` epochs), or ``"cosine"`` / ``"onecycle"`` (set every optimizer step over
+    the whole budget of an attempt)."""
+    warmup_epochs: float | None = None
+    """Epochs (may be fractional) of warmup at the start of each attempt; None is the
+    schedule's default (none, or 30% of the budget for ``"onecycle"``)."""
+    label_smoothing: float = 0.0
+    """Label smoothing of the training loss (validation losses are plain cross-entropy)."""
     max_restarts: int = 5
     """Restarts allowed for a model at chance after its first epoch."""
     restart_lr_factor: float = 0.4
@@ -104,6 +134,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not check(value):
                 raise ConfigError(f"TrainConfig.{name}={value!r}: expected {expected}")
+        if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
+            raise ConfigError(
+                f"TrainConfig.momentum={self.momentum!r}: Nesterov SGD needs a momentum > 0"
+            )
 
 
 @dataclass(frozen=True)
@@ -135,7 +169,8 @@ class TrainResult:
         restart_reasons: Why each restart happened.
         wall_time_s: Wall-clock seconds of the whole call.
         history: One dict per epoch of every attempt: ``attempt``, ``epoch``, ``lr``,
-            ``train_loss``, ``train_acc``, ``val_acc``, ``val_loss``.
+            ``train_loss``, ``train_acc``, ``val_acc``, ``val_loss`` (``lr`` is that of the
+            epoch's first step).
         model: The trained model of the final attempt, in eval mode.
     """
 
@@ -214,18 +249,14 @@ def _run_attempt(
 ) -> _Attempt:
     """Train one freshly initialised model for ``budget`` steps; stop early to diverge or
     restart."""
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=lr, betas=config.betas, eps=config.eps,
-        weight_decay=config.weight_decay,
-    )  # fmt: skip
+    optimizer = make_optimizer(model.parameters(), lr, config)
     drop_last = len(train) > config.batch_size  # no tiny last batch (BatchNorm needs >1)
     full_epoch = len(train) // config.batch_size or 1
+    warmup = warmup_steps(config, budget, full_epoch)
     device = next(model.parameters()).device
     out = _Attempt(model)
     while out.steps < budget:
-        epoch_lr = lr * config.lr_decay ** (out.epochs // config.lr_decay_epochs)
-        for group in optimizer.param_groups:
-            group["lr"] = epoch_lr
+        epoch_lr = lr_at(config, lr, out.steps, out.epochs, budget, warmup)  # its first step's
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -233,8 +264,11 @@ def _run_attempt(
         for x, y in iterate_batches(
             train, config.batch_size, shuffle=True, generator=generator, drop_last=drop_last
         ):
+            step_lr = lr_at(config, lr, out.steps, out.epochs, budget, warmup)  # host numbers
+            for group in optimizer.param_groups:
+                group["lr"] = step_lr
             logits = model(x)  # (B, classes)
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -243,7 +277,7 @@ def _run_attempt(
             seen, batches, out.steps = seen + len(y), batches + 1, out.steps + 1
             bar.update(1)
             if not bar.disable and out.steps % 50 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{epoch_lr:.2g}", refresh=False)
+                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{step_lr:.2g}", refresh=False)
             if out.steps >= budget:
                 break
         out.epochs += 1
@@ -291,13 +325,15 @@ def train_model(
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> TrainResult:
-    """Train a model on real data with MetaQNN's recipe.
+    """Train a model on real data with MetaQNN's recipe (or another ``config`` chooses).
 
-    Adam with ``config``'s settings; the learning rate decays by ``lr_decay`` every
-    ``lr_decay_epochs`` epochs. If after the first epoch the model is at chance (or its loss
-    is not finite), training restarts from a fresh model with the initial learning rate
-    multiplied by ``restart_lr_factor``, up to ``max_restarts`` times; the last attempt
-    trains to the end of its budget. A loss that becomes non-finite later ends training with
+    The optimizer ``config.optimizer`` with ``config``'s settings; under the default
+    ``"step"`` schedule the learning rate decays by ``lr_decay`` every ``lr_decay_epochs``
+    epochs, under ``"cosine"`` and ``"onecycle"`` it is set every step over the attempt's
+    budget (see :mod:`metaqnn.core.optim`). If after the first epoch the model is at chance
+    (or its loss is not finite), training restarts from a fresh model with the initial
+    learning rate multiplied by ``restart_lr_factor``, up to ``max_restarts`` times; the last
+    attempt trains to the end of its budget. A loss that becomes non-finite later ends training with
     ``status="diverged"``. The loss is checked once per epoch, not per step. A step budget
     that ends within the first epoch skips the chance check.
 

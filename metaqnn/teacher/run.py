@@ -128,6 +128,8 @@ class TeacherRun:
     """What the outer loop updates: ``all`` or ``schedule``."""
     eval_archs: int = 10
     """Sampled architectures scored at the end."""
+    eval_paper_learner: bool = True
+    """Also score the dataset's paper learner at the end (when it has one)."""
     progress: bool = True
     """Show progress bars."""
 
@@ -383,7 +385,7 @@ def train_teacher(run: TeacherRun) -> TeacherResult:
         f"real meta-batches (last {len(recent)} steps) {mean_acc:.3f}; {skipped} steps skipped"
     )
     rows: list[list[str]] = []
-    if run.eval_archs or data.name in PAPER_LEARNERS:
+    if run.eval_archs or (run.eval_paper_learner and data.name in PAPER_LEARNERS):
         rows = summary_rows(trainer.teacher, extra, data, device, run.eval_archs)
         print(f"test accuracy after {teacher.config.inner_steps} synthetic steps:")
         print(markdown_table(["learner", "test acc", "architecture"], rows))

@@ -33,7 +33,7 @@ ROOMS = [
     {"metaqnn.evaluation", "metaqnn.teacher"},
     {"metaqnn.rewards", "metaqnn.learned_optimizer"},
     {"metaqnn.search"},
-    {"metaqnn.demo"},
+    {"metaqnn.demo", "metaqnn.design"},
     {"metaqnn.cli", "metaqnn.__main__"},
 ]
 

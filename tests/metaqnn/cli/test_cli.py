@@ -1,3 +1,4 @@
+import json
 import re
 import subprocess
 import sys
@@ -101,30 +102,21 @@ def test_train_then_evaluate_on_digits(capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_runs_gtn_search_and_report_then_resumes(capsys, tmp_path):
+def test_demo_designs_on_digits_beside_the_baselines_then_resumes(capsys, tmp_path):
     root = tmp_path / "demo"
-    argv = [
-        "demo",
-        "--logdir",
-        str(root),
-        "--gtn-outer-steps",
-        "2",
-        "--schedule",
-        "1.0:3",
-        "--retrain-top",
-        "1",
-        "--epochs",
-        "1",
-    ]
-    code, out, _ = _run(capsys, *argv)
-    assert code == 0, out
-    assert "== 1. GTN teacher" in out and "== 2. Q-learning search" in out and "== 3. top" in out
-    assert (root / "gtn" / "checkpoint.pt").exists()
-    report = (root / "search" / "report" / "top.md").read_text()
-    assert len(re.findall(r"\| ok +\|", report)) == 3
-    assert (root / "search" / "report" / "figure3.png").exists()
-    code, out, _ = _run(capsys, *argv)  # a second run resumes both and redoes nothing
-    assert code == 0 and "--resume" in out and "0 new models" in out
+    argv = ["demo", "--logdir", str(root), "--budget", "60s", "--no-progress"]
+    code, out, err = _run(capsys, *argv)
+    assert code == 0, err
+    assert "budget 1m:" in out and "(winner)" in out
+    assert (root / "teacher" / "checkpoint.pt").exists()
+    report = (root / "report.md").read_text()
+    assert len(re.findall(r"\| hand: ", report)) == 2  # the baseline rows
+    assert len(re.findall(r"\| design \d", report)) == 3
+    assert (root / "winner.ts.pt").exists()
+    before = (root / "summary.json").read_text()
+    code, out, _ = _run(capsys, *argv)  # a second run resumes and redoes nothing
+    assert code == 0 and "resuming" in out
+    assert json.loads((root / "summary.json").read_text())["finals"] == json.loads(before)["finals"]
 
 
 def test_sample_is_seeded(capsys):

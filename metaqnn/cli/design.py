@@ -1,0 +1,71 @@
+"""``metaqnn design``: the main job within a wall-clock budget (:mod:`metaqnn.design`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from metaqnn.cli.options import torch_device
+
+
+def configure_design(p: argparse.ArgumentParser) -> None:
+    """The options of :class:`metaqnn.design.pipeline.DesignConfig`."""
+    p.add_argument("--dataset", default="digits", help="dataset with a design preset "
+                   "(digits, mnist, fashion-mnist, cifar10; default: digits)")  # fmt: skip
+    p.add_argument("--budget", default=None, help="wall-clock budget: 2h, 90m, 1h30m, 600 "
+                   "(required for a new run; with --resume, a new total)")  # fmt: skip
+    p.add_argument("--logdir", default=None, help="run folder (default runs/design/<dataset>)")
+    p.add_argument("--resume", default=None, metavar="RUN", help="continue a design run")
+    p.add_argument("--gtn-checkpoint", default=None,
+                   help="reuse this teacher (a GTN run folder), do not train one")  # fmt: skip
+    p.add_argument("--recipe", default="strong", help="final recipe (default: strong; metaqnn: "
+                   "MetaQNN's 20-epoch recipe)")  # fmt: skip
+    p.add_argument("--epochs", type=int, default=None,
+                   help="most epochs of the final recipe (default: the recipe's)")  # fmt: skip
+    p.add_argument("--finalists", type=int, default=3,
+                   help="best designs trained at full width (default: 3)")  # fmt: skip
+    p.add_argument("--width-divisor", type=int, default=None,
+                   help="search width: divide filters and FC widths by this (default: the "
+                   "dataset's: 16 for MNIST, 1 for digits)")  # fmt: skip
+    p.add_argument("--score-size", type=int, default=1000,
+                   help="validation images per GTN reward (default: 1000)")  # fmt: skip
+    p.add_argument("--shares", default=None, metavar="T,S,F",
+                   help="budget shares of teacher, search and final training (default "
+                   "0.25,0.35,0.4; 0,0.45,0.55 with --gtn-checkpoint)")  # fmt: skip
+    p.add_argument("--data-root", default=None, help="data root (default: $METAQNN_DATA)")
+    p.add_argument("--download", action="store_true", help="let torchvision download files")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--seed", type=int, default=0, help="seed of everything (default: 0)")
+    p.add_argument("--fresh", action="store_true", help="delete a previous run in --logdir")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run_design(args: argparse.Namespace) -> int:
+    """Run or resume a design."""
+    from pathlib import Path
+
+    from metaqnn.cli.options import floats
+    from metaqnn.design.budget import parse_duration
+    from metaqnn.design.pipeline import DesignConfig, reset_run
+    from metaqnn.design.run import run_design as design
+    from metaqnn.errors import ConfigError
+
+    torch_device(args.device)
+    budget = None if args.budget is None else parse_duration(args.budget)
+    if args.resume:
+        design(resume=args.resume, budget_s=budget, progress=not args.no_progress)
+        return 0
+    if budget is None:
+        raise ConfigError("--budget is required for a new design run (e.g. --budget 2h)")
+    logdir = args.logdir or f"runs/design/{args.dataset}"
+    if args.fresh:
+        reset_run(Path(logdir))
+    shares = None if args.shares is None else floats(args.shares, "--shares")
+    config = DesignConfig(
+        dataset=args.dataset, budget_s=budget, logdir=logdir, data_root=args.data_root,
+        download=args.download, device=args.device, seed=args.seed,
+        gtn_checkpoint=args.gtn_checkpoint, recipe=args.recipe, epochs=args.epochs,
+        finalists=args.finalists, width_divisor=args.width_divisor,
+        score_size=args.score_size or None, shares=shares,
+    )  # fmt: skip
+    design(config, progress=not args.no_progress)
+    return 0

@@ -1,0 +1,265 @@
+"""A design run, resumable phase by phase: plan, teacher, search, final training, outputs.
+
+Everything lives in the run folder: ``design.json`` (the config, the plan, the time each
+phase spent, the results so far; written atomically after every unit of work), ``teacher/``
+(a GTN run), ``search/`` (a search store), ``finals/`` (one checkpoint per trained model),
+``timeline.jsonl`` (the search's rewards against the run's clock), and at the end
+``winner.pt``, ``winner.ts.pt``, ``report.md``, ``summary.json`` and the figures. Run it
+again with the same folder (``--resume``) after a stop or a ``kill -9``: finished units are
+kept, and the time they took stays spent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from envs.layers import Architecture
+from envs.space import get_space
+from gtn.meta import checkpoint_file, load_meta_checkpoint
+from metaqnn.core.data import Dataset, load_dataset
+from metaqnn.core.nets import NetConfig
+from metaqnn.core.recipes import RECIPES, recipe_config
+from metaqnn.core.training import TrainConfig
+from metaqnn.design.budget import (
+    SHARES_GIVEN_TEACHER,
+    SHARES_WITH_TEACHER,
+    BudgetPlan,
+    format_duration,
+)
+from metaqnn.design.finals import Candidate, epoch_seconds, full_width
+from metaqnn.design.presets import DatasetPreset, get_preset
+from metaqnn.errors import CheckpointError, ConfigError
+from metaqnn.teacher.run import TeacherRun, train_teacher
+
+STATE = "design.json"
+#: How final models are built: MetaQNN's nets (batch norm, ReLU, Xavier, MetaQNN's dropout).
+FINAL_NET = NetConfig()
+
+
+@dataclass(frozen=True)
+class DesignConfig:
+    """What ``metaqnn design`` runs (stored in ``design.json``; a resume uses the stored one)."""
+
+    dataset: str = "digits"
+    """Dataset name (it must have a preset in :data:`metaqnn.design.presets.PRESETS`)."""
+    budget_s: float = 600.0
+    """Wall-clock budget of the whole run, in seconds."""
+    logdir: str = "runs/design"
+    """The run folder."""
+    data_root: str | None = None
+    """Data root (None: ``$METAQNN_DATA`` or the default)."""
+    download: bool = False
+    """Let torchvision download missing dataset files."""
+    device: str = "cpu"
+    """Torch device of every phase."""
+    seed: int = 0
+    """Seed of the split, the teacher, the search and the final training."""
+    gtn_checkpoint: str | None = None
+    """A teacher to reuse (a GTN run folder or checkpoint); None: meta-train one."""
+    recipe: str = "strong"
+    """The final recipe (a key of :data:`metaqnn.core.recipes.RECIPES`)."""
+    epochs: int | None = None
+    """Most epochs of the final recipe (None: the recipe's); fewer when the budget is short."""
+    finalists: int = 3
+    """Best designs of the search trained at full width."""
+    width_divisor: int | None = None
+    """Search width (None: the dataset preset's)."""
+    score_size: int | None = 1000
+    """Validation images each GTN reward scores (None: all)."""
+    shares: tuple[float, float, float] | None = None
+    """Budget shares of teacher, search and final training (None: the defaults)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.shares, list):  # read back from JSON
+            object.__setattr__(self, "shares", tuple(self.shares))
+        get_preset(self.dataset)
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe {self.recipe!r}; choose from {', '.join(RECIPES)}")
+        if self.finalists < 1 or (self.epochs is not None and self.epochs < 1):
+            raise ConfigError(f"--finalists {self.finalists} and --epochs {self.epochs} must be "
+                              "at least 1")  # fmt: skip
+        if self.width_divisor is not None and self.width_divisor < 1:
+            raise ConfigError(f"--width-divisor {self.width_divisor} must be at least 1")
+        if self.seed < 0:
+            raise ConfigError(f"--seed {self.seed} must be >= 0")
+
+    @property
+    def preset(self) -> DatasetPreset:
+        """The dataset's preset."""
+        return get_preset(self.dataset)
+
+    @property
+    def divisor(self) -> int:
+        """The search width divisor in force."""
+        return self.width_divisor or self.preset.width_divisor
+
+    def plan(self) -> BudgetPlan:
+        """The split of the budget."""
+        default = SHARES_GIVEN_TEACHER if self.gtn_checkpoint else SHARES_WITH_TEACHER
+        return BudgetPlan.split(self.budget_s, self.shares or default)
+
+
+class DesignState:
+    """``design.json``: the config, the plan, the seconds each phase spent, the results."""
+
+    def __init__(self, run_dir: Path, data: dict[str, Any]) -> None:
+        self.run_dir, self.data = run_dir, data
+
+    @classmethod
+    def create(cls, run_dir: Path, config: DesignConfig) -> DesignState:
+        """A new state in ``run_dir`` (which must not hold a design run)."""
+        if (run_dir / STATE).exists():
+            raise ConfigError(f"{run_dir} already holds a design run: resume it with --resume "
+                              f"{run_dir}, or pick another --logdir")  # fmt: skip
+        run_dir.mkdir(parents=True, exist_ok=True)
+        state = cls(run_dir, {"config": dataclasses.asdict(config), "spent": {},
+                              "phases": {}, "finals": {}})  # fmt: skip
+        state.save()
+        return state
+
+    @classmethod
+    def open(cls, run_dir: Path) -> DesignState:
+        """The state of an existing run."""
+        path = run_dir / STATE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{run_dir} holds no design run ({STATE} is missing)") from None
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
+        if not {"config", "spent", "phases", "finals"} <= set(data):
+            raise CheckpointError(f"{path} is not a design state (keys {sorted(data)})")
+        return cls(run_dir, data)
+
+    @property
+    def config(self) -> DesignConfig:
+        """The run's config."""
+        return DesignConfig(**self.data["config"])
+
+    def spent(self) -> float:
+        """Seconds spent so far, all phases."""
+        return float(sum(self.data["spent"].values()))
+
+    def add_time(self, phase: str, seconds: float) -> None:
+        """Count ``seconds`` against ``phase`` and save."""
+        self.data["spent"][phase] = self.data["spent"].get(phase, 0.0) + seconds
+        self.save()
+
+    def save(self) -> None:
+        """Write ``design.json`` atomically."""
+        tmp = self.run_dir / f".{STATE}.tmp"
+        tmp.write_text(json.dumps(self.data, indent=2, default=float))
+        os.replace(tmp, self.run_dir / STATE)
+
+
+def load_data(config: DesignConfig) -> Dataset:
+    """The run's dataset (its seed fixes the validation split)."""
+    return load_dataset(config.dataset, root=config.data_root, device=config.device,
+                        seed=config.seed, download=config.download)  # fmt: skip
+
+
+def final_train_config(config: DesignConfig, epochs: int | None = None) -> TrainConfig:
+    """The final recipe at ``epochs`` (default: the config's or the recipe's)."""
+    return recipe_config(config.recipe, epochs=epochs or config.epochs, seed=config.seed)
+
+
+def check_teacher(config: DesignConfig) -> None:
+    """A given teacher must exist and teach the run's dataset."""
+    path = checkpoint_file(config.gtn_checkpoint)
+    try:
+        state = load_meta_checkpoint(path)
+    except (ValueError, OSError) as exc:
+        raise CheckpointError(f"--gtn-checkpoint {config.gtn_checkpoint}: {exc}") from None
+    taught = state.get("extra", {}).get("dataset")
+    if taught not in (None, config.dataset):
+        raise ConfigError(f"--gtn-checkpoint {config.gtn_checkpoint} teaches {taught!r}, this "
+                          f"design is on {config.dataset!r}")  # fmt: skip
+
+
+def check_budget(config: DesignConfig, data: Dataset) -> float:
+    """Fail now, before any work, if the final share cannot train every baseline and finalist
+    for one epoch. Returns the estimated seconds of one epoch of a baseline."""
+    train = final_train_config(config)
+    costs = [epoch_seconds(Architecture.parse(a), data, train, FINAL_NET, config.device)
+             for a in config.preset.baselines.values()]  # fmt: skip
+    mean = float(np.mean(costs))
+    models = len(costs) + config.finalists
+    final_s = config.plan().final_s
+    if 0.9 * final_s < mean * models:
+        need = config.budget_s * mean * models / 0.9 / max(final_s, 1e-9)
+        raise ConfigError(
+            f"--budget {format_duration(config.budget_s)} leaves {format_duration(final_s)} for "
+            f"final training, and one epoch of the {len(costs)} baselines and "
+            f"{config.finalists} finalists takes about {format_duration(mean * models)} here: "
+            f"use --budget {format_duration(need)} or more"
+        )
+    return mean
+
+
+def teacher_phase(state: DesignState, *, progress: bool) -> Path:
+    """A given teacher, or one meta-trained (or resumed) within the teacher share."""
+    config = state.config
+    if config.gtn_checkpoint:
+        return Path(config.gtn_checkpoint)
+    run_dir = state.run_dir / "teacher"
+    phase = state.data["phases"].get("teacher")
+    if phase == "done":
+        return run_dir
+    left = config.plan().teacher_s - state.data["spent"].get("teacher", 0.0)
+    if left <= 1:
+        if checkpoint_file(run_dir).is_file():
+            state.data["phases"]["teacher"] = "done"
+            state.save()
+            return run_dir
+        raise ConfigError("the teacher share of the budget is spent and there is no teacher")
+    # the limit covers the outer steps; loading and saving take the rest (a tenth)
+    fields = {**config.preset.teacher, "eval_archs": 0, "eval_paper_learner": False,
+              "progress": progress, "max_minutes": 0.9 * left / 60,
+              "device": config.device}  # fmt: skip
+    if checkpoint_file(run_dir).is_file():
+        run = TeacherRun(resume=str(run_dir), data_root=config.data_root, **fields)
+    else:
+        run = TeacherRun(dataset=config.dataset, data_root=config.data_root,
+                         download=config.download, seed=config.seed, logdir=str(run_dir),
+                         **fields)  # fmt: skip
+    start = time.perf_counter()
+    try:
+        train_teacher(run)
+    finally:
+        state.add_time("teacher", time.perf_counter() - start)
+    state.data["phases"]["teacher"] = "done"
+    state.save()
+    return run_dir
+
+
+def candidates(config: DesignConfig, ranked: list[tuple[str, float]]) -> list[Candidate]:
+    """The baselines, then the ``finalists`` best distinct designs at full width."""
+    space = get_space(config.dataset)
+    out = [Candidate(name, "baseline", str(Architecture.parse(arch)))
+           for name, arch in config.preset.baselines.items()]  # fmt: skip
+    seen = {c.architecture for c in out}
+    for arch, reward in ranked:
+        wide = str(full_width(Architecture.parse(arch), space, config.divisor))
+        if wide in seen:
+            continue
+        seen.add(wide)
+        n = sum(c.kind == "design" for c in out) + 1
+        out.append(Candidate(f"design {n}", "design", wide, arch, reward))
+        if n == config.finalists:
+            break
+    return out
+
+
+def reset_run(run_dir: Path) -> None:
+    """Delete a previous run folder (``--fresh``)."""
+    if (run_dir / STATE).exists():
+        shutil.rmtree(run_dir)

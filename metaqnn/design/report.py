@@ -1,0 +1,159 @@
+"""The report of a design run: the winner, the finalists and the hand-designed baselines in one
+table (the same final recipe for all), the anytime curve of the search, search reward against
+final accuracy, and ``summary.json``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from metaqnn.design.budget import format_duration
+from metaqnn.design.finals import FinalResult
+from metaqnn.markdown import markdown_table
+from metaqnn.runinfo import run_metadata
+
+if TYPE_CHECKING:
+    from metaqnn.design.pipeline import DesignState
+
+
+def _pct(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{100 * x:.2f}"
+
+
+def _timeline(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "timeline.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_anytime(run_dir: Path, results: list[FinalResult]) -> Path:
+    """Best search reward so far against the run's clock, with the final validation accuracy
+    of the winner and of the best baseline as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _timeline(run_dir)
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    if rows:
+        t = [r["t"] / 60 for r in rows]
+        best, out = -math.inf, []
+        for r in rows:
+            best = max(best, r["reward"])
+            out.append(best)
+        ax.step(t, out, where="post", label="best GTN search reward so far")
+        ax.scatter(t, [r["reward"] for r in rows], s=6, alpha=0.3, label="each searched model")
+    for kind, style in (("design", "-"), ("baseline", "--")):
+        done = [r for r in results if r.kind == kind and math.isfinite(r.val_accuracy)]
+        if done:
+            top = max(done, key=lambda r: r.val_accuracy)
+            ax.axhline(top.val_accuracy, linestyle=style, color="k" if kind == "design" else "r",
+                       label=f"best {kind}, final val accuracy")  # fmt: skip
+    ax.set_xlabel("run clock (minutes of the budget)")
+    ax.set_ylabel("accuracy (search: GTN reward at reduced width)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Design run: anytime curve")
+    fig.tight_layout()
+    path = run_dir / "anytime.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_reward_vs_final(run_dir: Path, results: list[FinalResult]) -> Path:
+    """Search reward (reduced width, GTN) against final validation accuracy (full width,
+    final recipe) of the finalists."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    designs = [r for r in results if r.kind == "design" and r.search_reward is not None]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter([r.search_reward for r in designs], [r.val_accuracy for r in designs])
+    for r in designs:
+        ax.annotate(r.name, (r.search_reward, r.val_accuracy), fontsize=7)
+    ax.set_xlabel("search reward (GTN, reduced width)")
+    ax.set_ylabel("final validation accuracy (full width)")
+    ax.set_title(f"Finalists (n = {len(designs)})")
+    fig.tight_layout()
+    path = run_dir / "reward_vs_final.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(state: DesignState, results: list[FinalResult], winner: str) -> Path:
+    """Write ``report.md``, ``summary.json`` and the figures; returns the report's path."""
+    config, run_dir = state.config, state.run_dir
+    rows = []
+    for r in sorted(results, key=lambda r: (r.kind != "design", -_key(r.val_accuracy))):
+        mark = " (winner)" if r.name == winner else ""
+        rows.append([
+            f"{r.name}{mark}", f"`{r.architecture}`",
+            "" if r.search_reward is None else f"{r.search_reward:.4f}", f"{r.parameters:,}",
+            str(r.epochs), _pct(r.val_accuracy), _pct(1 - r.test_accuracy), f"{r.wall_s:.0f}",
+        ])  # fmt: skip
+    table = markdown_table(["model", "architecture", "search reward", "parameters", "epochs",
+                            "val acc %", "test error %", "train s"], rows)  # fmt: skip
+    best = {kind: max((r for r in results if r.kind == kind and math.isfinite(r.val_accuracy)),
+                      key=lambda r: r.val_accuracy, default=None)
+            for kind in ("design", "baseline")}  # fmt: skip
+    win = next(r for r in results if r.name == winner)
+    base = best["baseline"]
+    verdict = (
+        "no baseline trained" if base is None else
+        f"the winner {'beats' if win.test_accuracy > base.test_accuracy else 'does not beat'} "
+        f"the best hand-designed baseline on test ({_pct(1 - win.test_accuracy)} % against "
+        f"{_pct(1 - base.test_accuracy)} % error; by validation {_pct(win.val_accuracy)} % "
+        f"against {_pct(base.val_accuracy)} %)"
+    )  # fmt: skip
+    search = state.data.get("search", {})
+    anytime, scatter = plot_anytime(run_dir, results), plot_reward_vs_final(run_dir, results)
+    machine = run_metadata(config.device)
+    lines = [
+        f"# Design on {config.dataset}, budget {format_duration(config.budget_s)}",
+        "",
+        f"Winner (by validation accuracy, among the designs): **{win.name}** "
+        f"`{win.architecture}`, {_pct(1 - win.test_accuracy)} % test error; {verdict}.",
+        "",
+        table,
+        "",
+        f"Every model trained with the same final recipe `{config.recipe}` for "
+        f"{state.data.get('final_epochs')} epochs at full width. The search ran at widths / "
+        f"{config.divisor} with the GTN reward ({search.get('seconds_per_model', math.nan):.2f} "
+        f"s per model, schedule `{search.get('schedule', '?')}`).",
+        "",
+        "| phase | spent |",
+        "|---|---|",
+        *[f"| {k} | {format_duration(v)} |" for k, v in state.data["spent"].items()],
+        f"| all | {format_duration(state.spent())} of {format_duration(config.budget_s)} |",
+        "",
+        f"Machine: {machine['device_name']}, torch {machine['torch']}, commit "
+        f"{machine['git_commit']}.",
+        "",
+        f"![anytime]({anytime.name}) ![reward vs final]({scatter.name})",
+    ]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    summary = {
+        "dataset": config.dataset, "test_error_pct": 100 * (1 - win.test_accuracy),
+        "val_accuracy": win.val_accuracy, "winner": win.architecture,
+        "budget_s": config.budget_s, "wall_s": state.spent(),
+        "hand_baseline_test_error_pct": None if base is None else 100 * (1 - base.test_accuracy),
+        "hand_baseline": None if base is None else base.architecture,
+        "recipe": config.recipe, "final_epochs": state.data.get("final_epochs"),
+        "width_divisor": config.divisor, "seeds": [config.seed], "spent_s": state.data["spent"],
+        "machine": machine["device_name"], "commit": machine["git_commit"],
+        "finals": [r.__dict__ for r in results],
+    }  # fmt: skip
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    return path
+
+
+def _key(x: float) -> float:
+    return x if math.isfinite(x) else -1.0

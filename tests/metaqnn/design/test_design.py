@@ -1,0 +1,111 @@
+"""``metaqnn design`` end to end on digits: the budget kept, the baselines in the table, the
+winner chosen by validation, its TorchScript export, a resume that redoes nothing, and the
+one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from metaqnn.cli import main
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line_error(capsys, *argv) -> str:
+    code, _, err = _run(capsys, *argv)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("metaqnn: error: "), err
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_a_short_design_on_digits_keeps_its_budget_and_resumes(capsys, tmp_path):
+    run = tmp_path / "design"
+    budget = 90
+    code, out, err = _run(capsys, "design", "--dataset", "digits", "--budget", f"{budget}s",
+                          "--logdir", str(run), "--no-progress", "--finalists", "2")  # fmt: skip
+    assert code == 0, err
+    assert "budget 1m30s:" in out and "final training" in out
+    summary = json.loads((run / "summary.json").read_text())
+    # the budget is kept to within 10 %
+    assert summary["wall_s"] <= 1.1 * budget, summary["spent_s"]
+    finals = summary["finals"]
+    assert [f["kind"] for f in finals].count("baseline") == 2
+    assert [f["kind"] for f in finals].count("design") == 2
+    assert len({f["epochs"] for f in finals}) == 1  # one recipe for all
+    designs = [f for f in finals if f["kind"] == "design"]
+    winner = max(designs, key=lambda f: f["val_accuracy"])
+    assert summary["winner"] == winner["architecture"]  # chosen by validation, not test
+    assert summary["test_error_pct"] == pytest.approx(100 * (1 - winner["test_accuracy"]))
+    report = (run / "report.md").read_text()
+    assert "hand: conv-conv-pool-fc" in report and "hand: two wide convs" in report
+    assert "(winner)" in report
+    for name in ("winner.pt", "winner.ts.pt", "anytime.png", "reward_vs_final.png"):
+        assert (run / name).is_file(), name
+    # the export loads in plain torch, without this package
+    code = (
+        "import sys, torch; m = torch.jit.load(sys.argv[1]); "
+        "y = m(torch.rand(2, 1, 8, 8)); print(tuple(y.shape), 'metaqnn' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-I", "-c", code, str(run / "winner.ts.pt")],
+                          capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["(2,", "10)", "False"]
+    # a second run resumes and redoes nothing
+    spent = summary["wall_s"]
+    code, out, err = _run(capsys, "design", "--resume", str(run), "--no-progress")
+    assert code == 0, err
+    assert "resuming" in out
+    again = json.loads((run / "summary.json").read_text())
+    assert again["finals"] == finals and again["wall_s"] == pytest.approx(spent, abs=1.0)
+
+
+def test_a_budget_too_small_for_one_final_training_is_refused_before_any_work(capsys, tmp_path):
+    run = tmp_path / "design"
+    line = _one_line_error(capsys, "design", "--budget", "1s", "--logdir", str(run))
+    assert "--budget" in line and "final training" in line
+    assert not run.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--budget", "2 hours"], "--budget"),
+        (["--budget", "10m", "--recipe", "magic"], "unknown recipe 'magic'"),
+        (["--budget", "10m", "--dataset", "svhn"], "no preset for dataset 'svhn'"),
+        (["--budget", "10m", "--finalists", "0"], "--finalists"),
+        (["--budget", "10m", "--shares", "0.5,0.5,0.5"], "shares"),
+        ([], "--budget is required"),
+    ],
+)
+def test_bad_design_options_are_one_line_errors(capsys, tmp_path, argv, words):
+    run = tmp_path / "design"
+    line = _one_line_error(capsys, "design", "--logdir", str(run), *argv)
+    assert words in line
+    assert not run.exists()
+
+
+def test_a_teacher_for_another_dataset_is_refused(capsys, tmp_path):
+    from tests.metaqnn.cli.test_cli import GTN_TINY
+
+    teacher = tmp_path / "gtn"
+    code, _, err = _run(capsys, "gtn", "train", "--dataset", "digits", *GTN_TINY,
+                        "--outer-steps", "2", "--logdir", str(teacher))  # fmt: skip
+    assert code == 0, err
+    argv = ["--dataset", "mnist", "--budget", "1h", "--gtn-checkpoint", str(teacher)]
+    line = _one_line_error(capsys, "design", *argv, "--logdir", str(tmp_path / "d"))
+    assert "teaches 'digits'" in line and "'mnist'" in line
+
+
+def test_resume_of_a_folder_without_a_design_is_one_line(capsys, tmp_path):
+    line = _one_line_error(capsys, "design", "--resume", str(tmp_path))
+    assert "holds no design run" in line
