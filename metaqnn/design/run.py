@@ -81,6 +81,8 @@ def _search(state: DesignState, teacher: Path, *, progress: bool) -> list[tuple[
                   f"{search.schedule.total} models planned", flush=True)  # fmt: skip
             if limit > 0:
                 search.run(time_limit_s=limit, progress=progress)
+            if search.done < config.finalists:  # a design needs designs: a few past the share
+                search.run(max_models=config.finalists - search.done, progress=progress)
             search.close()
         finally:
             state.add_time("search", time.perf_counter() - start)
