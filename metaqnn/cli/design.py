@@ -31,6 +31,19 @@ def configure_design(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shares", default=None, metavar="T,S,F",
                    help="budget shares of teacher, search and final training (default "
                    "0.25,0.35,0.4; 0,0.45,0.55 with --gtn-checkpoint)")  # fmt: skip
+    p.add_argument("--agent", default="qlearning", help="search agent: qlearning (MetaQNN's "
+                   "schedule sized to the search share; default) or random (random "
+                   "search)")  # fmt: skip
+    p.add_argument("--reward", default="gtn", help="search reward: gtn (default) or real "
+                   "(--real-epochs of real-data training at the search width; no "
+                   "teacher)")  # fmt: skip
+    p.add_argument("--real-epochs", type=int, default=1,
+                   help="epochs of the real reward (default: 1)")  # fmt: skip
+    p.add_argument("--final-width-divisor", type=int, default=None,
+                   help="train the finalists at widths / this (default: full width, or the "
+                   "widest that fits the time left)")  # fmt: skip
+    p.add_argument("--no-baselines", action="store_true",
+                   help="do not train the hand-designed baselines in the final phase")  # fmt: skip
     p.add_argument("--data-root", default=None, help="data root (default: $METAQNN_DATA)")
     p.add_argument("--download", action="store_true", help="let torchvision download files")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -65,7 +78,9 @@ def run_design(args: argparse.Namespace) -> int:
         download=args.download, device=args.device, seed=args.seed,
         gtn_checkpoint=args.gtn_checkpoint, recipe=args.recipe, epochs=args.epochs,
         finalists=args.finalists, width_divisor=args.width_divisor,
-        score_size=args.score_size or None, shares=shares,
+        score_size=args.score_size or None, shares=shares, agent=args.agent,
+        reward=args.reward, real_epochs=args.real_epochs, baselines=not args.no_baselines,
+        final_width_divisor=args.final_width_divisor,
     )  # fmt: skip
     design(config, progress=not args.no_progress)
     return 0

@@ -16,21 +16,22 @@ from envs.layers import Architecture, Conv, FullyConnected
 from envs.space import SearchSpace
 from metaqnn.core.checkpoint import save_checkpoint
 from metaqnn.core.data import Dataset
-from metaqnn.core.nets import NetConfig, count_parameters
+from metaqnn.core.nets import NetConfig, count_flops, count_parameters
 from metaqnn.core.training import TrainConfig, evaluate, train_architecture
 from metaqnn.errors import ConfigError
 
 
-def full_width(arch: Architecture, space: SearchSpace, divisor: int) -> Architecture:
-    """``arch``, found in ``space.scale_widths(divisor)``, with the full space's widths back.
+def rescale(arch: Architecture, space: SearchSpace, divisor: int, to: int = 1) -> Architecture:
+    """``arch``, found in ``space.scale_widths(divisor)``, at the widths of
+    ``space.scale_widths(to)`` (``to=1``: the full space's widths).
 
     Raises:
         ConfigError: If a width of ``arch`` is not one of the scaled space's.
     """
-    if divisor == 1:
+    if divisor == to:
         return arch
-    filters = {max(1, f // divisor): f for f in space.conv_filters}
-    widths = {max(1, w // divisor): w for w in space.fc_widths}
+    filters = {max(1, f // divisor): max(1, f // to) for f in space.conv_filters}
+    widths = {max(1, w // divisor): max(1, w // to) for w in space.fc_widths}
     layers = []
     for layer in arch.layers:
         if isinstance(layer, Conv):
@@ -47,6 +48,26 @@ def full_width(arch: Architecture, space: SearchSpace, divisor: int) -> Architec
     return Architecture(tuple(layers))
 
 
+def full_width(arch: Architecture, space: SearchSpace, divisor: int) -> Architecture:
+    """``arch``, found in ``space.scale_widths(divisor)``, with the full space's widths back."""
+    return rescale(arch, space, divisor, 1)
+
+
+def widest_fitting(arch: Architecture, space: SearchSpace, divisor: int, max_flops: float,
+                   *, in_channels: int, input_size: int) -> tuple[Architecture, int]:  # fmt: skip
+    """The widest version of ``arch`` (found at widths / ``divisor``) whose forward pass costs
+    at most ``max_flops``: full width, else widths / 2, / 4, ... and at the narrowest the
+    search width. Returns it with its width divisor.
+    """
+    to = 1
+    while True:
+        wide = rescale(arch, space, divisor, to)
+        flops = count_flops(wide, in_channels=in_channels, input_size=input_size)
+        if to >= divisor or flops <= max_flops:
+            return wide, to
+        to = min(2 * to, divisor)
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A model of the final phase."""
@@ -61,6 +82,8 @@ class Candidate:
     """The design as the search saw it (reduced width); None for a baseline."""
     search_reward: float | None = None
     """Its search reward; None for a baseline."""
+    width_divisor: int = 1
+    """The space's widths divided by this (1: full width; more when the budget is short)."""
 
 
 def epoch_seconds(arch: Architecture, data: Dataset, config: TrainConfig, net: NetConfig,
@@ -102,6 +125,7 @@ class FinalResult:
     epochs: int
     wall_s: float
     checkpoint: str
+    width_divisor: int = 1
 
 
 def train_final(
@@ -138,4 +162,5 @@ def train_final(
         test_accuracy=test.accuracy if ok else math.nan,
         parameters=count_parameters(result.model), epochs=result.epochs_run,
         wall_s=time.perf_counter() - start, checkpoint=str(out),
+        width_divisor=candidate.width_divisor,
     )  # fmt: skip

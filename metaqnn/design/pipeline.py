@@ -26,7 +26,7 @@ from envs.layers import Architecture
 from envs.space import get_space
 from gtn.meta import checkpoint_file, load_meta_checkpoint
 from metaqnn.core.data import Dataset, load_dataset
-from metaqnn.core.nets import NetConfig
+from metaqnn.core.nets import NetConfig, count_flops
 from metaqnn.core.recipes import RECIPES, recipe_config
 from metaqnn.core.training import TrainConfig
 from metaqnn.design.budget import (
@@ -35,12 +35,21 @@ from metaqnn.design.budget import (
     BudgetPlan,
     format_duration,
 )
-from metaqnn.design.finals import Candidate, epoch_seconds, full_width
+from metaqnn.design.finals import (
+    Candidate,
+    epoch_seconds,
+    full_width,
+    rescale,
+    widest_fitting,
+)
 from metaqnn.design.presets import DatasetPreset, get_preset
+from metaqnn.design.searching import check_agent
 from metaqnn.errors import CheckpointError, ConfigError
 from metaqnn.teacher.run import TeacherRun, train_teacher
 
 STATE = "design.json"
+#: The search rewards a design can use.
+SEARCH_REWARDS = ("gtn", "real")
 #: How final models are built: MetaQNN's nets (batch norm, ReLU, Xavier, MetaQNN's dropout).
 FINAL_NET = NetConfig()
 
@@ -77,6 +86,19 @@ class DesignConfig:
     """Validation images each GTN reward scores (None: all)."""
     shares: tuple[float, float, float] | None = None
     """Budget shares of teacher, search and final training (None: the defaults)."""
+    agent: str = "qlearning"
+    """The search agent (a key of :data:`metaqnn.design.searching.AGENTS`): ``qlearning`` or
+    ``random`` (random search)."""
+    reward: str = "gtn"
+    """The search reward: ``gtn`` (GTN-synthetic training) or ``real`` (real-data training for
+    ``real_epochs`` epochs of MetaQNN's recipe, at the search width)."""
+    real_epochs: int = 1
+    """Epochs of the ``real`` reward."""
+    baselines: bool = True
+    """Train the hand-designed baselines in the final phase."""
+    final_width_divisor: int | None = None
+    """Train the finalists at the space's widths divided by this (None: full width, or the
+    widest that fits the time left)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.shares, list):  # read back from JSON
@@ -87,10 +109,19 @@ class DesignConfig:
         if self.finalists < 1 or (self.epochs is not None and self.epochs < 1):
             raise ConfigError(f"--finalists {self.finalists} and --epochs {self.epochs} must be "
                               "at least 1")  # fmt: skip
-        if self.width_divisor is not None and self.width_divisor < 1:
-            raise ConfigError(f"--width-divisor {self.width_divisor} must be at least 1")
+        for name in ("width_divisor", "final_width_divisor"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{flag} {value} must be at least 1")
         if self.seed < 0:
             raise ConfigError(f"--seed {self.seed} must be >= 0")
+        check_agent(self.agent)
+        if self.reward not in SEARCH_REWARDS:
+            raise ConfigError(f"unknown design reward {self.reward!r}; choose from "
+                              f"{', '.join(SEARCH_REWARDS)}")  # fmt: skip
+        if self.real_epochs < 1:
+            raise ConfigError(f"--real-epochs {self.real_epochs} must be at least 1")
 
     @property
     def preset(self) -> DatasetPreset:
@@ -102,9 +133,14 @@ class DesignConfig:
         """The search width divisor in force."""
         return self.width_divisor or self.preset.width_divisor
 
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether the run meta-trains a teacher (a GTN reward and no teacher given)."""
+        return self.reward == "gtn" and not self.gtn_checkpoint
+
     def plan(self) -> BudgetPlan:
         """The split of the budget."""
-        default = SHARES_GIVEN_TEACHER if self.gtn_checkpoint else SHARES_WITH_TEACHER
+        default = SHARES_WITH_TEACHER if self.needs_teacher else SHARES_GIVEN_TEACHER
         return BudgetPlan.split(self.budget_s, self.shares or default)
 
 
@@ -185,13 +221,18 @@ def check_teacher(config: DesignConfig) -> None:
                           f"design is on {config.dataset!r}")  # fmt: skip
 
 
-def check_budget(config: DesignConfig, data: Dataset) -> float:
-    """Fail now, before any work, if the final share cannot train every baseline and finalist
-    for one epoch. Returns the estimated seconds of one epoch of a baseline."""
+def baseline_epoch_costs(config: DesignConfig, data: Dataset) -> dict[str, float]:
+    """Measured seconds of one epoch of the final recipe, per hand-designed baseline."""
     train = final_train_config(config)
-    costs = [epoch_seconds(Architecture.parse(a), data, train, FINAL_NET, config.device)
-             for a in config.preset.baselines.values()]  # fmt: skip
-    mean = float(np.mean(costs))
+    return {name: epoch_seconds(Architecture.parse(a), data, train, FINAL_NET, config.device)
+            for name, a in config.preset.baselines.items()}  # fmt: skip
+
+
+def check_budget(config: DesignConfig, data: Dataset) -> dict[str, float]:
+    """Fail now, before any work, if the final share cannot train every baseline and finalist
+    for one epoch. Returns the measured epoch seconds of each baseline."""
+    costs = baseline_epoch_costs(config, data)
+    mean = float(np.mean(list(costs.values())))
     models = len(costs) + config.finalists
     final_s = config.plan().final_s
     if 0.9 * final_s < mean * models:
@@ -202,12 +243,32 @@ def check_budget(config: DesignConfig, data: Dataset) -> float:
             f"{config.finalists} finalists takes about {format_duration(mean * models)} here: "
             f"use --budget {format_duration(need)} or more"
         )
-    return mean
+    return costs
 
 
-def teacher_phase(state: DesignState, *, progress: bool) -> Path:
-    """A given teacher, or one meta-trained (or resumed) within the teacher share."""
+def final_flops_cap(config: DesignConfig, data: Dataset, baseline_costs: dict[str, float],
+                    seconds_left: float) -> float:  # fmt: skip
+    """Forward FLOPs per image a finalist may cost, so that the baselines and the finalists
+    all train for the recipe's epochs in 90 % of ``seconds_left``.
+
+    The finalists share what the baselines leave; each may cost at least as much as the
+    priciest baseline. Seconds per FLOP come from the baselines' measured epochs.
+    """
+    epochs = final_train_config(config).epochs
+    shape = {"in_channels": data.spec.input_shape[0], "input_size": data.spec.input_shape[-1]}
+    flops = {n: count_flops(Architecture.parse(a), **shape)
+             for n, a in config.preset.baselines.items()}  # fmt: skip
+    per_flop = float(np.mean([baseline_costs[n] / max(flops[n], 1) for n in flops]))
+    share = (0.9 * seconds_left / epochs - sum(baseline_costs.values())) / config.finalists
+    return max(share, max(baseline_costs.values())) / per_flop
+
+
+def teacher_phase(state: DesignState, *, progress: bool) -> Path | None:
+    """A given teacher, or one meta-trained (or resumed) within the teacher share; None for a
+    search without the GTN reward."""
     config = state.config
+    if config.reward != "gtn":
+        return None
     if config.gtn_checkpoint:
         return Path(config.gtn_checkpoint)
     run_dir = state.run_dir / "teacher"
@@ -241,19 +302,30 @@ def teacher_phase(state: DesignState, *, progress: bool) -> Path:
     return run_dir
 
 
-def candidates(config: DesignConfig, ranked: list[tuple[str, float]]) -> list[Candidate]:
-    """The baselines, then the ``finalists`` best distinct designs at full width."""
+def candidates(config: DesignConfig, ranked: list[tuple[str, float]],
+               max_flops: float | None = None) -> list[Candidate]:  # fmt: skip
+    """The baselines, then the ``finalists`` best distinct designs: at the config's
+    ``final_width_divisor``, else at full width, or, with ``max_flops``, at the widest scaling
+    whose forward pass costs at most that."""
     space = get_space(config.dataset)
+    shape = {"in_channels": space.input_channels, "input_size": space.input_size}
     out = [Candidate(name, "baseline", str(Architecture.parse(arch)))
-           for name, arch in config.preset.baselines.items()]  # fmt: skip
+           for name, arch in config.preset.baselines.items() if config.baselines]  # fmt: skip
     seen = {c.architecture for c in out}
     for arch, reward in ranked:
-        wide = str(full_width(Architecture.parse(arch), space, config.divisor))
-        if wide in seen:
+        narrow = Architecture.parse(arch)
+        if config.final_width_divisor is not None:
+            divisor = config.final_width_divisor
+            wide = rescale(narrow, space, config.divisor, divisor)
+        elif max_flops is None:
+            wide, divisor = full_width(narrow, space, config.divisor), 1
+        else:
+            wide, divisor = widest_fitting(narrow, space, config.divisor, max_flops, **shape)
+        if str(wide) in seen:
             continue
-        seen.add(wide)
+        seen.add(str(wide))
         n = sum(c.kind == "design" for c in out) + 1
-        out.append(Candidate(f"design {n}", "design", wide, arch, reward))
+        out.append(Candidate(f"design {n}", "design", str(wide), arch, reward, divisor))
         if n == config.finalists:
             break
     return out

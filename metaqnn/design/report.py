@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from metaqnn.design.pipeline import DesignState
 
 
+#: How a search reward is named in figures and the report.
+_LABEL = {"gtn": "GTN", "real": "real-data"}
+
+
 def _pct(x: float) -> str:
     return "n/a" if not math.isfinite(x) else f"{100 * x:.2f}"
 
@@ -29,7 +33,7 @@ def _timeline(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot_anytime(run_dir: Path, results: list[FinalResult]) -> Path:
+def plot_anytime(run_dir: Path, results: list[FinalResult], reward: str = "gtn") -> Path:
     """Best search reward so far against the run's clock, with the final validation accuracy
     of the winner and of the best baseline as lines."""
     import matplotlib
@@ -45,7 +49,7 @@ def plot_anytime(run_dir: Path, results: list[FinalResult]) -> Path:
         for r in rows:
             best = max(best, r["reward"])
             out.append(best)
-        ax.step(t, out, where="post", label="best GTN search reward so far")
+        ax.step(t, out, where="post", label=f"best {_LABEL[reward]} search reward so far")
         ax.scatter(t, [r["reward"] for r in rows], s=6, alpha=0.3, label="each searched model")
     for kind, style in (("design", "-"), ("baseline", "--")):
         done = [r for r in results if r.kind == kind and math.isfinite(r.val_accuracy)]
@@ -54,7 +58,7 @@ def plot_anytime(run_dir: Path, results: list[FinalResult]) -> Path:
             ax.axhline(top.val_accuracy, linestyle=style, color="k" if kind == "design" else "r",
                        label=f"best {kind}, final val accuracy")  # fmt: skip
     ax.set_xlabel("run clock (minutes of the budget)")
-    ax.set_ylabel("accuracy (search: GTN reward at reduced width)")
+    ax.set_ylabel(f"accuracy (search: {_LABEL[reward]} reward at reduced width)")
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title("Design run: anytime curve")
     fig.tight_layout()
@@ -64,9 +68,9 @@ def plot_anytime(run_dir: Path, results: list[FinalResult]) -> Path:
     return path
 
 
-def plot_reward_vs_final(run_dir: Path, results: list[FinalResult]) -> Path:
-    """Search reward (reduced width, GTN) against final validation accuracy (full width,
-    final recipe) of the finalists."""
+def plot_reward_vs_final(run_dir: Path, results: list[FinalResult], reward: str = "gtn") -> Path:
+    """Search reward (reduced width) against final validation accuracy (final width and
+    recipe) of the finalists."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,8 +81,8 @@ def plot_reward_vs_final(run_dir: Path, results: list[FinalResult]) -> Path:
     ax.scatter([r.search_reward for r in designs], [r.val_accuracy for r in designs])
     for r in designs:
         ax.annotate(r.name, (r.search_reward, r.val_accuracy), fontsize=7)
-    ax.set_xlabel("search reward (GTN, reduced width)")
-    ax.set_ylabel("final validation accuracy (full width)")
+    ax.set_xlabel(f"search reward ({_LABEL[reward]}, reduced width)")
+    ax.set_ylabel("final validation accuracy")
     ax.set_title(f"Finalists (n = {len(designs)})")
     fig.tight_layout()
     path = run_dir / "reward_vs_final.png"
@@ -96,24 +100,27 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
         rows.append([
             f"{r.name}{mark}", f"`{r.architecture}`",
             "" if r.search_reward is None else f"{r.search_reward:.4f}", f"{r.parameters:,}",
+            "full" if r.width_divisor == 1 else f"/ {r.width_divisor}",
             str(r.epochs), _pct(r.val_accuracy), _pct(1 - r.test_accuracy), f"{r.wall_s:.0f}",
         ])  # fmt: skip
-    table = markdown_table(["model", "architecture", "search reward", "parameters", "epochs",
+    table = markdown_table(["model", "architecture", "search reward", "parameters", "width",
+                            "epochs",
                             "val acc %", "test error %", "train s"], rows)  # fmt: skip
-    best = {kind: max((r for r in results if r.kind == kind and math.isfinite(r.val_accuracy)),
-                      key=lambda r: r.val_accuracy, default=None)
-            for kind in ("design", "baseline")}  # fmt: skip
+    # the strongest opponent: the baseline with the lowest test error
+    base = max((r for r in results if r.kind == "baseline" and math.isfinite(r.test_accuracy)),
+               key=lambda r: r.test_accuracy, default=None)  # fmt: skip
     win = next(r for r in results if r.name == winner)
-    base = best["baseline"]
     verdict = (
         "no baseline trained" if base is None else
         f"the winner {'beats' if win.test_accuracy > base.test_accuracy else 'does not beat'} "
-        f"the best hand-designed baseline on test ({_pct(1 - win.test_accuracy)} % against "
+        f"the best hand-designed baseline ({base.name}) on test "
+        f"({_pct(1 - win.test_accuracy)} % against "
         f"{_pct(1 - base.test_accuracy)} % error; by validation {_pct(win.val_accuracy)} % "
         f"against {_pct(base.val_accuracy)} %)"
     )  # fmt: skip
     search = state.data.get("search", {})
-    anytime, scatter = plot_anytime(run_dir, results), plot_reward_vs_final(run_dir, results)
+    anytime = plot_anytime(run_dir, results, config.reward)
+    scatter = plot_reward_vs_final(run_dir, results, config.reward)
     machine = run_metadata(config.device)
     lines = [
         f"# Design on {config.dataset}, budget {format_duration(config.budget_s)}",
@@ -124,9 +131,12 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
         table,
         "",
         f"Every model trained with the same final recipe `{config.recipe}` for "
-        f"{state.data.get('final_epochs')} epochs at full width. The search ran at widths / "
-        f"{config.divisor} with the GTN reward ({search.get('seconds_per_model', math.nan):.2f} "
-        f"s per model, schedule `{search.get('schedule', '?')}`).",
+        f"{state.data.get('final_epochs')} epochs, at full width unless the width column says "
+        "otherwise (a design is narrowed when full width cannot train in the time left). "
+        f"The {config.agent} search ran at widths / {config.divisor} with the "
+        f"{_LABEL[config.reward]} reward "
+        f"({search.get('seconds_per_model', math.nan):.2f} s per model, schedule "
+        f"`{search.get('schedule', '?')}`).",
         "",
         "| phase | spent |",
         "|---|---|",
@@ -147,7 +157,8 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
         "hand_baseline_test_error_pct": None if base is None else 100 * (1 - base.test_accuracy),
         "hand_baseline": None if base is None else base.architecture,
         "recipe": config.recipe, "final_epochs": state.data.get("final_epochs"),
-        "width_divisor": config.divisor, "seeds": [config.seed], "spent_s": state.data["spent"],
+        "width_divisor": config.divisor, "agent": config.agent, "reward": config.reward,
+        "seeds": [config.seed], "spent_s": state.data["spent"],
         "machine": machine["device_name"], "commit": machine["git_commit"],
         "finals": [r.__dict__ for r in results],
     }  # fmt: skip

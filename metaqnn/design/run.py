@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-
 from envs.layers import Architecture
-from envs.space import get_space
 from metaqnn.core.export import export_checkpoint
 from metaqnn.design.budget import format_duration
 from metaqnn.design.finals import Candidate, FinalResult, choose_epochs, epoch_seconds, train_final
@@ -26,23 +22,21 @@ from metaqnn.design.pipeline import (
     FINAL_NET,
     DesignConfig,
     DesignState,
+    baseline_epoch_costs,
     candidates,
     check_budget,
     check_teacher,
+    final_flops_cap,
     final_train_config,
     load_data,
     teacher_phase,
 )
 from metaqnn.design.report import write_report
+from metaqnn.design.searching import sized_search
 from metaqnn.errors import ConfigError
-from metaqnn.rewards.spec import RewardSpec, build_reward
-from metaqnn.search.loop import Search, SearchConfig
-from metaqnn.search.schedule import PAPER_STAGES, EpsilonSchedule
+from metaqnn.rewards.spec import RewardSpec
+from metaqnn.search.loop import Search
 from metaqnn.search.store import DB_NAME, ModelRecord, SearchStore
-from metaqnn.search.workers import InlineBackend
-
-#: Sampled architectures timed to measure the GTN reward's cost before the search.
-COST_PROBES = 3
 
 
 class TimelineLogger:
@@ -63,8 +57,8 @@ class TimelineLogger:
         """Nothing to release."""
 
 
-def _search(state: DesignState, teacher: Path, *, progress: bool) -> list[tuple[str, float]]:
-    """The Q-learning search with the GTN reward, within the search share. Returns the ok
+def _search(state: DesignState, teacher: Path | None, *, progress: bool) -> list[tuple[str, float]]:
+    """The search (the config's agent and reward) within the search share. Returns the ok
     designs, best first."""
     config, run_dir = state.config, state.run_dir / "search"
     if state.data["phases"].get("search") != "done":
@@ -96,31 +90,47 @@ def _search(state: DesignState, teacher: Path, *, progress: bool) -> list[tuple[
     return [(m.architecture, m.reward) for m in sorted(models, key=lambda m: -m.reward)]
 
 
-def _new_search(state: DesignState, teacher: Path, run_dir: Path) -> Search:
-    """Measure the reward's cost at the search width, size the schedule to the share, start."""
+def _new_search(state: DesignState, teacher: Path | None, run_dir: Path) -> Search:
+    """Measure the reward's cost at the search width, size the agent's schedule to the share,
+    start."""
     config = state.config
-    spec = RewardSpec(name="gtn", dataset=config.dataset, data_root=config.data_root,
-                      seed=config.seed, device=config.device, gtn_checkpoint=str(teacher),
+    spec = RewardSpec(name=config.reward, dataset=config.dataset, data_root=config.data_root,
+                      seed=config.seed, device=config.device, epochs=config.real_epochs,
+                      gtn_checkpoint=None if teacher is None else str(teacher),
                       score_size=config.score_size)  # fmt: skip
-    start = time.perf_counter()
-    reward = build_reward(spec)
-    space = get_space(config.dataset).scale_widths(config.divisor)
-    rng = np.random.default_rng(config.seed + 1)
-    probe = time.perf_counter()
-    for _ in range(COST_PROBES):
-        reward.evaluate(space.sample(rng))
-    per_model = (time.perf_counter() - probe) / COST_PROBES
-    left = config.plan().search_s - (time.perf_counter() - start)
-    planned = max(10, math.floor(0.9 * left / per_model))
-    schedule = EpsilonSchedule.scaled(planned / sum(n for _, n in PAPER_STAGES)).to_spec()
-    state.data["search"] = {"seconds_per_model": per_model, "planned_models": planned,
-                            "schedule": schedule, "width_divisor": config.divisor}  # fmt: skip
+    left = config.plan().search_s
+    search, info = sized_search(spec, run_dir, agent=config.agent, seconds=left,
+                                width_divisor=config.divisor, seed=config.seed)  # fmt: skip
+    state.data["search"] = info
     state.save()
-    print(f"GTN reward at widths / {config.divisor}: {per_model:.2f} s per model; MetaQNN's "
-          f"schedule scaled to {planned} models", flush=True)  # fmt: skip
-    search_config = SearchConfig(reward=spec, width_divisor=config.divisor, schedule=schedule,
-                                 seed=config.seed)  # fmt: skip
-    return Search.create(search_config, run_dir, backend=InlineBackend(reward=reward))
+    print(f"{config.reward} reward at widths / {config.divisor}: "
+          f"{info['seconds_per_model']:.2f} s per model; {config.agent} schedule sized to "
+          f"{info['planned_models']} models", flush=True)  # fmt: skip
+    return search
+
+
+def _final_pool(state: DesignState, data, ranked: list[tuple[str, float]]) -> list[Candidate]:
+    """The baselines and the finalists, each finalist at the widest scaling that lets every
+    model train for the recipe's epochs in the time left (full width when it fits)."""
+    config = state.config
+    if config.final_width_divisor is not None or (
+        "final_epochs" in state.data and "final_width" not in state.data
+    ):
+        # a fixed final width, or a run whose finals began at full width
+        return candidates(config, ranked)
+    plan = state.data.get("final_width")
+    if plan is None:
+        start = time.perf_counter()
+        costs = state.data.get("baseline_epoch_costs") or baseline_epoch_costs(config, data)
+        cap = final_flops_cap(config, data, costs, config.budget_s - state.spent())
+        plan = state.data["final_width"] = {"max_flops": cap, "baseline_epoch_costs": costs}
+        state.add_time("final", time.perf_counter() - start)
+    pool = candidates(config, ranked, plan["max_flops"])
+    for c in pool:
+        if c.kind == "design" and c.width_divisor > 1:
+            print(f"{c.name}: full width does not fit the time left; trained at widths / "
+                  f"{c.width_divisor}: {c.architecture}", flush=True)  # fmt: skip
+    return pool
 
 
 def _finals(state: DesignState, data, pool: list[Candidate], *, progress: bool) -> list[dict]:
@@ -131,7 +141,10 @@ def _finals(state: DesignState, data, pool: list[Candidate], *, progress: bool) 
     if todo and "final_epochs" not in state.data:
         start = time.perf_counter()
         train = final_train_config(config)
-        costs = [epoch_seconds(_arch(c), data, train, FINAL_NET, config.device) for c in todo]
+        known = state.data.get("final_width", {}).get("baseline_epoch_costs", {})
+        costs = [known.get(c.name) or epoch_seconds(Architecture.parse(c.architecture), data,
+                                                    train, FINAL_NET, config.device)
+                 for c in todo]  # fmt: skip
         state.add_time("final", time.perf_counter() - start)
         left = config.budget_s - state.spent()
         epochs = choose_epochs(left, costs, train.epochs)
@@ -160,10 +173,6 @@ def _finals(state: DesignState, data, pool: list[Candidate], *, progress: bool) 
     return [done[c.name] for c in pool]
 
 
-def _arch(candidate: Candidate) -> Architecture:
-    return Architecture.parse(candidate.architecture)
-
-
 def run_design(config: DesignConfig | None = None, *, resume: str | Path | None = None,
                budget_s: float | None = None, progress: bool = True) -> Path:  # fmt: skip
     """Run (or resume) a design; returns the run folder.
@@ -188,8 +197,9 @@ def run_design(config: DesignConfig | None = None, *, resume: str | Path | None 
             check_teacher(config)
         data = load_data(config)
         start = time.perf_counter()
-        check_budget(config, data)  # fails before anything is written
+        costs = check_budget(config, data)  # fails before anything is written
         state = DesignState.create(Path(config.logdir), config)
+        state.data["baseline_epoch_costs"] = costs
         state.add_time("plan", time.perf_counter() - start)
     print(config.plan().describe(), flush=True)
     data = load_data(config)
@@ -197,7 +207,7 @@ def run_design(config: DesignConfig | None = None, *, resume: str | Path | None 
     # 1. the teacher; 2. the search with its reward; 3. the final training
     teacher = teacher_phase(state, progress=progress)
     ranked = _search(state, teacher, progress=progress)
-    pool = candidates(config, ranked)
+    pool = _final_pool(state, data, ranked)
     results = _finals(state, data, pool, progress=progress)
 
     # 4. the winner by validation accuracy (never test), its files, the report

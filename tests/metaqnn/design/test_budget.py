@@ -6,8 +6,9 @@ import pytest
 
 from envs.layers import Architecture
 from envs.space import get_space
+from metaqnn.core.nets import count_flops
 from metaqnn.design.budget import BudgetPlan, format_duration, parse_duration
-from metaqnn.design.finals import choose_epochs, full_width
+from metaqnn.design.finals import choose_epochs, full_width, rescale, widest_fitting
 from metaqnn.design.presets import PRESETS, get_preset
 from metaqnn.errors import ConfigError
 
@@ -49,6 +50,26 @@ def test_full_width_undoes_the_search_width():
         full_width(Architecture.parse("[C(5,3,1), SM(10)]"), space, 16)
 
 
+def test_rescale_moves_between_any_two_widths():
+    space = get_space("mnist")
+    narrow = Architecture.parse("[C(4,3,1), P(2,2), C(32,5,1), FC(16), SM(10)]")
+    assert str(rescale(narrow, space, 16, 4)) == "[C(16,3,1), P(2,2), C(128,5,1), FC(64), SM(10)]"
+    assert rescale(narrow, space, 16, 16) == narrow
+
+
+def test_widest_fitting_narrows_only_as_far_as_the_flops_cap_needs():
+    space = get_space("mnist")
+    shape = {"in_channels": 1, "input_size": 28}
+    narrow = Architecture.parse("[C(32,5,1), C(32,5,1), P(2,2), FC(32), SM(10)]")
+    flops = {d: count_flops(rescale(narrow, space, 16, d), **shape) for d in (1, 2, 4, 8, 16)}
+    assert flops[1] > flops[2] > flops[4] > flops[8] > flops[16]
+    assert widest_fitting(narrow, space, 16, flops[1], **shape)[1] == 1
+    wide, divisor = widest_fitting(narrow, space, 16, flops[4] + 1, **shape)
+    assert divisor == 4 and wide == rescale(narrow, space, 16, 4)
+    # nothing fits: the search width itself, never narrower
+    assert widest_fitting(narrow, space, 16, 1, **shape) == (narrow, 16)
+
+
 def test_epochs_fit_the_time_left():
     assert choose_epochs(100, [1.0, 2.0], most=20) == 20
     assert choose_epochs(100, [10.0, 20.0], most=20) == 3  # 0.9 * 100 / 30
@@ -62,3 +83,21 @@ def test_every_preset_has_buildable_baselines():
             assert Architecture.parse(arch).num_classes == 10
     with pytest.raises(ConfigError, match="no preset for dataset 'svhn'"):
         get_preset("svhn")
+
+
+def test_the_flops_cap_shares_what_the_baselines_leave():
+    from types import SimpleNamespace
+
+    from metaqnn.design.pipeline import DesignConfig, final_flops_cap, final_train_config
+
+    config = DesignConfig(dataset="mnist", finalists=2)
+    data = SimpleNamespace(spec=SimpleNamespace(input_shape=(1, 28, 28)))
+    flops = {n: count_flops(Architecture.parse(a), in_channels=1, input_size=28)
+             for n, a in config.preset.baselines.items()}  # fmt: skip
+    costs = {n: 1e-8 * f for n, f in flops.items()}  # 1e-8 s per FLOP, exactly
+    epochs = final_train_config(config).epochs
+    # room for the baselines and two designs of 30 s per epoch each
+    left = (sum(costs.values()) + 2 * 30.0) * epochs / 0.9
+    assert final_flops_cap(config, data, costs, left) == pytest.approx(30.0 / 1e-8)
+    # no room left: a design may still cost as much as the priciest baseline
+    assert final_flops_cap(config, data, costs, 1.0) == pytest.approx(max(flops.values()))

@@ -85,6 +85,9 @@ def test_a_budget_too_small_for_one_final_training_is_refused_before_any_work(ca
         (["--budget", "10m", "--finalists", "0"], "--finalists"),
         (["--budget", "10m", "--shares", "0.5,0.5,0.5"], "shares"),
         ([], "--budget is required"),
+        (["--budget", "10m", "--agent", "greedy"], "unknown search agent 'greedy'"),
+        (["--budget", "10m", "--reward", "flops"], "unknown design reward 'flops'"),
+        (["--budget", "10m", "--real-epochs", "0"], "--real-epochs 0"),
     ],
 )
 def test_bad_design_options_are_one_line_errors(capsys, tmp_path, argv, words):
@@ -109,3 +112,20 @@ def test_a_teacher_for_another_dataset_is_refused(capsys, tmp_path):
 def test_resume_of_a_folder_without_a_design_is_one_line(capsys, tmp_path):
     line = _one_line_error(capsys, "design", "--resume", str(tmp_path))
     assert "holds no design run" in line
+
+
+@pytest.mark.slow
+def test_random_search_with_the_real_reward_and_no_baselines(capsys, tmp_path):
+    run = tmp_path / "design"
+    code, out, err = _run(capsys, "design", "--dataset", "digits", "--budget", "40s",
+                          "--logdir", str(run), "--no-progress", "--finalists", "1",
+                          "--agent", "random", "--reward", "real", "--no-baselines")  # fmt: skip
+    assert code == 0, err
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["agent"], summary["reward"]) == ("random", "real")
+    assert [f["kind"] for f in summary["finals"]] == ["design"]
+    assert summary["hand_baseline_test_error_pct"] is None
+    assert not (run / "teacher").exists()
+    state = json.loads((run / "design.json").read_text())
+    schedule = state["search"]["schedule"]
+    assert schedule.startswith("1.0:") and "," not in schedule  # epsilon 1 throughout

@@ -1,0 +1,80 @@
+"""The search phase of a design run, usable on its own: a reward whose cost is measured at
+the search width, an agent whose schedule is sized to a wall-clock budget from that cost, and
+a resumable :class:`~metaqnn.search.loop.Search`.
+
+Agents are epsilon schedules of MetaQNN's tabular Q-learner (:data:`AGENTS`): ``qlearning`` is
+MetaQNN's schedule scaled to the models that fit; ``random`` keeps epsilon at 1, which is
+random search (every layer drawn uniformly among the legal actions) through the same machinery,
+so both record, resume and time the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from envs.space import get_space
+from metaqnn.errors import ConfigError
+from metaqnn.rewards.spec import RewardSpec, build_reward
+from metaqnn.search.loop import Search, SearchConfig
+from metaqnn.search.schedule import PAPER_STAGES, EpsilonSchedule
+from metaqnn.search.workers import InlineBackend
+
+#: Sampled architectures timed to measure a reward's cost before the search.
+COST_PROBES = 3
+
+
+def _qlearning(models: int) -> str:
+    return EpsilonSchedule.scaled(models / sum(n for _, n in PAPER_STAGES)).to_spec()
+
+
+def _random(models: int) -> str:
+    return f"1.0:{models}"
+
+
+#: Agent name -> the epsilon schedule (stages spec) of a search of that many models.
+AGENTS: dict[str, Callable[[int], str]] = {"qlearning": _qlearning, "random": _random}
+
+
+def check_agent(name: str) -> None:
+    """Raise :class:`ConfigError` naming ``name`` unless it is a key of :data:`AGENTS`."""
+    if name not in AGENTS:
+        raise ConfigError(f"unknown search agent {name!r}; choose from {', '.join(AGENTS)}")
+
+
+def sized_search(spec: RewardSpec, run_dir: Path, *, agent: str, seconds: float,
+                 width_divisor: int, seed: int) -> tuple[Search, dict[str, Any]]:  # fmt: skip
+    """A new search in ``run_dir`` whose schedule fits ``seconds``.
+
+    The reward is built, timed on :data:`COST_PROBES` random architectures of the space at
+    widths / ``width_divisor`` (that time counts against ``seconds``), and the agent's schedule
+    is sized to 90 % of what is left.
+
+    Returns:
+        The search (not yet run) and what was measured: ``seconds_per_model``,
+        ``planned_models``, ``schedule``, ``width_divisor``, ``agent``, ``reward``.
+
+    Raises:
+        ConfigError: For an unknown agent or reward, or a reward that cannot be built.
+    """
+    check_agent(agent)
+    start = time.perf_counter()
+    reward = build_reward(spec)
+    space = get_space(spec.dataset).scale_widths(width_divisor)
+    rng = np.random.default_rng(seed + 1)
+    probe = time.perf_counter()
+    for _ in range(COST_PROBES):
+        reward.evaluate(space.sample(rng))
+    per_model = (time.perf_counter() - probe) / COST_PROBES
+    left = seconds - (time.perf_counter() - start)
+    planned = max(10, math.floor(0.9 * left / per_model))
+    schedule = AGENTS[agent](planned)
+    info = {"seconds_per_model": per_model, "planned_models": planned, "schedule": schedule,
+            "width_divisor": width_divisor, "agent": agent, "reward": spec.name}  # fmt: skip
+    config = SearchConfig(reward=spec, width_divisor=width_divisor, schedule=schedule, seed=seed)
+    return Search.create(config, run_dir, backend=InlineBackend(reward=reward)), info
