@@ -1,0 +1,35 @@
+"""The search_value experiment's config (full and quick) and its one-line errors; the quick
+run itself is in ``test_quick.py``."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments.harness import CONFIG_DIR, load_config
+from experiments.search_value import Config
+from metaqnn.errors import ConfigError
+
+
+def test_full_and_quick_configs_load():
+    full = load_config(Config, CONFIG_DIR / "search_value.toml")
+    quick = load_config(Config, CONFIG_DIR / "search_value.toml", quick=True)
+    # the issue's table: four rows, three seeds, at least 15 minutes of search per run
+    assert set(full.rows) == {"qlearning/gtn", "qlearning/real", "random/gtn", "random/real"}
+    assert len(full.seeds) >= 3 and full.search_minutes >= 15 and full.dataset == "mnist"
+    assert quick.rows == full.rows and quick.gtn_run == ""  # quick runs from a clean clone
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"rows": ("greedy/gtn",)}, "unknown search agent 'greedy'"),
+        ({"rows": ("random/flops",)}, "the reward must be gtn or real"),
+        ({"seeds": ()}, "must not be empty"),
+        ({"search_minutes": float("nan")}, "search_minutes"),
+        ({"final_epochs": 0}, "final_epochs"),
+        ({"dataset": "svhn"}, "no preset for dataset 'svhn'"),
+    ],
+)
+def test_bad_configs_name_the_bad_value(changes, words):
+    with pytest.raises(ConfigError, match=words):
+        Config(**changes)
