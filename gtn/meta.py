@@ -23,6 +23,7 @@ from tqdm import tqdm
 from gtn.distill import DistillConfig, DistilledData
 from gtn.inner_loop import loss_fn
 from gtn.io import atomic_save
+from gtn.pretrained import PRETRAINED, pretrained_file
 from gtn.teacher import GTNTeacher, SyntheticTeacher, TeacherConfig
 
 FORMAT_VERSION = 1
@@ -319,8 +320,15 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 def checkpoint_file(path: str | os.PathLike[str]) -> Path:
     """A checkpoint file from a path that may be a run folder (which holds
-    :data:`CHECKPOINT_NAME`) or the file itself."""
+    :data:`CHECKPOINT_NAME`), the file itself, or the name of a shipped teacher
+    (:data:`gtn.pretrained.PRETRAINED`, when no such path exists).
+
+    Raises:
+        ValueError: If a shipped teacher's file is missing or damaged.
+    """
     path = Path(path)
+    if not path.exists() and str(path) in PRETRAINED:
+        return pretrained_file(str(path))
     return path / CHECKPOINT_NAME if path.is_dir() else path
 
 

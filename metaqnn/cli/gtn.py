@@ -199,8 +199,56 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ gtn list / export
+def configure_list(p: argparse.ArgumentParser) -> None:
+    """``gtn list`` takes no options."""
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print the shipped teachers."""
+    from gtn.pretrained import describe
+
+    rows = describe()
+    if not rows:
+        print("no pretrained teachers are shipped with this install")
+        return 0
+    print(markdown_table(["name", "dataset", "size", "sha256", "about", "command"], rows))
+    print("use one by name: --gtn-checkpoint NAME (search, design, evaluate) or --init-from NAME")
+    return 0
+
+
+def configure_export(p: argparse.ArgumentParser) -> None:
+    """The options of ``gtn export``."""
+    p.add_argument("run", metavar="RUN", help="a GTN run folder or checkpoint")
+    p.add_argument("--out", required=True, help="the file to write (fp16 weights, no optimiser)")
+    p.add_argument("--note", default="", help="recorded in the file (e.g. the training command)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Write a run's teacher as a small file that teaches and seeds --init-from."""
+    from gtn.pretrained import export_teacher, sha256
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ConfigError(f"--out {out} exists; pass --force to overwrite it")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a directory; give a file name")
+    _, state = load_state(args.run)
+    path = export_teacher(state, out, note=args.note)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, step {state['step']}, "
+          f"sha256 {sha256(path)})")  # fmt: skip
+    return 0
+
+
 #: ``metaqnn gtn WHAT``: (configure, run, help) per subcommand.
 SUBCOMMANDS = {
+    "list": (configure_list, run_list, "the pretrained teachers shipped with the package"),
+    "export": (
+        configure_export,
+        run_export,
+        "a run's teacher as a small fp16 file (teaches; cannot be resumed)",
+    ),
     "train": (configure_train, run_train, "meta-train a GTN teacher (resumable)"),
     "sample": (configure_sample, run_sample, "write a PNG grid of generated samples per class"),
     "eval": (configure_eval, run_eval, "an architecture trained by GTN vs real data"),

@@ -210,9 +210,8 @@ def final_train_config(config: DesignConfig, epochs: int | None = None) -> Train
 
 def check_teacher(config: DesignConfig) -> None:
     """A given teacher must exist and teach the run's dataset."""
-    path = checkpoint_file(config.gtn_checkpoint)
     try:
-        state = load_meta_checkpoint(path)
+        state = load_meta_checkpoint(checkpoint_file(config.gtn_checkpoint))
     except (ValueError, OSError) as exc:
         raise CheckpointError(f"--gtn-checkpoint {config.gtn_checkpoint}: {exc}") from None
     taught = state.get("extra", {}).get("dataset")

@@ -78,8 +78,8 @@ def _build_gtn(spec: RewardSpec) -> GTNReward:
 
     if not spec.gtn_checkpoint:
         raise ConfigError("the gtn reward needs a GTN checkpoint (--gtn-checkpoint RUN_DIR)")
-    path = checkpoint_file(spec.gtn_checkpoint)
     try:
+        path = checkpoint_file(spec.gtn_checkpoint)
         state = load_meta_checkpoint(path)
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None

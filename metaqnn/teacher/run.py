@@ -29,6 +29,7 @@ from gtn.meta import (
     load_meta_checkpoint,
     teacher_from_checkpoint,
 )
+from gtn.pretrained import is_exported
 from gtn.teacher import GTNTeacher, SyntheticTeacher
 from metaqnn.core.data import Dataset, load_dataset
 from metaqnn.core.nets import NetConfig
@@ -175,8 +176,8 @@ def _load(
 
 def load_state(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """A checkpoint path or run folder -> (checkpoint path, its dict)."""
-    ckpt = checkpoint_file(path)
     try:
+        ckpt = checkpoint_file(path)
         return ckpt, load_meta_checkpoint(ckpt)
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
@@ -302,6 +303,10 @@ def train_teacher(run: TeacherRun) -> TeacherResult:
         )
     if run.resume:
         ckpt, state = load_state(run.resume)
+        if is_exported(state):
+            raise ConfigError(f"--resume {run.resume}: an exported teacher (fp16 weights, no "
+                              "optimiser state) cannot be resumed; start a new run with "
+                              f"--init-from {run.resume}")  # fmt: skip
         extra = state["extra"]
         data = _load(run, extra["dataset"], extra["val_size"], extra["seed"], device)
         teacher = teacher_from_checkpoint(state, device)

@@ -1,0 +1,119 @@
+"""Teachers that ship with the package: meta-trained once, stored as fp16 weights without
+optimiser state (a few MB), and usable by name wherever a teacher checkpoint is asked for
+(``--gtn-checkpoint mnist``; :func:`gtn.meta.checkpoint_file` resolves the name).
+
+An exported file is a meta-training checkpoint whose optimiser and scheduler states are empty
+and whose ``exported`` key is true: it teaches and it can seed ``--init-from``, but it cannot be
+resumed. :func:`export_teacher` writes one from a run's checkpoint; ``metaqnn gtn export``
+is its command, and ``metaqnn gtn list`` prints :data:`PRETRAINED`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gtn.io import atomic_save
+
+#: Where the shipped files live.
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """One shipped teacher."""
+
+    file: str
+    """File name in :data:`PRETRAINED_DIR`."""
+    dataset: str
+    """The dataset it teaches."""
+    sha256: str
+    """Checksum of the file."""
+    command: str
+    """The command that meta-trained it, and the one that exported it."""
+    about: str
+    """Learner, width, outer steps, wall time, machine."""
+
+    @property
+    def path(self) -> Path:
+        """The file."""
+        return PRETRAINED_DIR / self.file
+
+
+#: Name -> shipped teacher.
+PRETRAINED: dict[str, Pretrained] = {}
+
+
+def sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pretrained_file(name: str) -> Path:
+    """The file of the shipped teacher ``name``, its checksum checked.
+
+    Raises:
+        ValueError: If ``name`` is not shipped, its file is missing or its checksum differs.
+    """
+    if name not in PRETRAINED:
+        raise ValueError(f"no pretrained teacher {name!r}; shipped: {', '.join(PRETRAINED)}")
+    entry = PRETRAINED[name]
+    if not entry.path.is_file():
+        raise ValueError(f"pretrained teacher {name!r}: {entry.path} is missing (reinstall)")
+    found = sha256(entry.path)
+    if found != entry.sha256:
+        raise ValueError(f"pretrained teacher {name!r}: {entry.path} has sha256 {found[:12]}..., "
+                         f"expected {entry.sha256[:12]}... (a damaged install)")  # fmt: skip
+    return entry.path
+
+
+def export_teacher(state: dict[str, Any], out: str | os.PathLike[str], *, note: str = "") -> Path:
+    """Write the teacher of a meta-training checkpoint dict as a small file: fp16 weights,
+    its config, its meta config, step and ``extra``; no optimiser state, no history.
+
+    Args:
+        state: A checkpoint dict (:func:`gtn.meta.load_meta_checkpoint`).
+        out: The file to write (atomically).
+        note: Recorded as ``extra["export_note"]`` (say, the command that trained it).
+
+    Returns:
+        The written path.
+    """
+    weights = {k: v.half() if v.is_floating_point() else v for k, v in state["teacher"].items()}
+    history = state.get("history") or []
+    extra = {**state.get("extra", {}), "export_note": note,
+             "final_meta_batch_accuracy": _tail_accuracy(history)}  # fmt: skip
+    slim = {
+        "format_version": state["format_version"], "kind": state["kind"],
+        "teacher_config": state["teacher_config"], "meta_config": state["meta_config"],
+        "teacher": weights, "optimizer": {}, "scheduler": {}, "step": state["step"],
+        "history": [], "extra": extra, "exported": True,
+    }  # fmt: skip
+    return atomic_save(slim, out)
+
+
+def _tail_accuracy(history: list[dict[str, Any]], last: int = 20) -> float | None:
+    """Mean learner accuracy on real meta-batches over the last ``last`` outer steps."""
+    values = [float(r["accuracy"]) for r in history[-last:] if "accuracy" in r]
+    return sum(values) / len(values) if values else None
+
+
+def describe() -> list[list[str]]:
+    """Rows of ``metaqnn gtn list``: name, dataset, size, sha256 (short), about, command."""
+    rows = []
+    for name, entry in PRETRAINED.items():
+        size = f"{entry.path.stat().st_size / 1e6:.1f} MB" if entry.path.is_file() else "missing"
+        rows.append([name, entry.dataset, size, entry.sha256[:12], entry.about, entry.command])
+    return rows
+
+
+def is_exported(state: dict[str, Any]) -> bool:
+    """Whether a checkpoint dict is an exported (weights-only) teacher."""
+    return bool(state.get("exported"))
