@@ -12,6 +12,7 @@ import dataclasses
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from envs.layers import Architecture
@@ -41,10 +42,14 @@ from metaqnn.search.store import DB_NAME, ModelRecord, SearchStore
 
 class TimelineLogger:
     """Appends each recorded model to ``timeline.jsonl`` with the run's clock (seconds of
-    budget spent when it was recorded): the anytime curve of the report."""
+    budget spent when it was recorded): the anytime curve of the report. ``on_model`` runs
+    after each model (the design run saves the time spent, so a ``kill -9`` loses only the
+    model in flight)."""
 
-    def __init__(self, path: Path, clock_start: float) -> None:
+    def __init__(self, path: Path, clock_start: float,
+                 on_model: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.path, self.clock_start, self.start = path, clock_start, time.perf_counter()
+        self.on_model = on_model
 
     def log(self, record: ModelRecord, search: Search) -> None:
         """Append one model."""
@@ -52,6 +57,8 @@ class TimelineLogger:
                "reward": record.reward, "architecture": record.architecture}  # fmt: skip
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
+        if self.on_model is not None:
+            self.on_model()
 
     def close(self) -> None:
         """Nothing to release."""
@@ -62,14 +69,21 @@ def _search(state: DesignState, teacher: Path | None, *, progress: bool) -> list
     designs, best first."""
     config, run_dir = state.config, state.run_dir / "search"
     if state.data["phases"].get("search") != "done":
-        left = config.plan().search_s - state.data["spent"].get("search", 0.0)
+        base = state.data["spent"].get("search", 0.0)
+        left = config.plan().search_s - base
         start = time.perf_counter()
+
+        def save_time() -> None:
+            state.data["spent"]["search"] = base + time.perf_counter() - start
+            state.save()
+
         try:
             if (run_dir / DB_NAME).exists():
                 search = Search.resume(run_dir)
             else:
                 search = _new_search(state, teacher, run_dir)
-            search.logger = TimelineLogger(state.run_dir / "timeline.jsonl", state.spent())
+            clock = state.spent() + time.perf_counter() - start  # the run's clock now
+            search.logger = TimelineLogger(state.run_dir / "timeline.jsonl", clock, save_time)
             limit = left - (time.perf_counter() - start)
             print(f"searching for up to {format_duration(max(limit, 0))}: "
                   f"{search.schedule.total} models planned", flush=True)  # fmt: skip
@@ -79,7 +93,7 @@ def _search(state: DesignState, teacher: Path | None, *, progress: bool) -> list
                 search.run(max_models=config.finalists - search.done, progress=progress)
             search.close()
         finally:
-            state.add_time("search", time.perf_counter() - start)
+            save_time()
         state.data["phases"]["search"] = "done"
         state.save()
     store = SearchStore.open(run_dir)

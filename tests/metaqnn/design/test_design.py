@@ -117,7 +117,7 @@ def test_resume_of_a_folder_without_a_design_is_one_line(capsys, tmp_path):
 @pytest.mark.slow
 def test_random_search_with_the_real_reward_and_no_baselines(capsys, tmp_path):
     run = tmp_path / "design"
-    code, out, err = _run(capsys, "design", "--dataset", "digits", "--budget", "40s",
+    code, _, err = _run(capsys, "design", "--dataset", "digits", "--budget", "40s",
                           "--logdir", str(run), "--no-progress", "--finalists", "1",
                           "--agent", "random", "--reward", "real", "--no-baselines")  # fmt: skip
     assert code == 0, err
@@ -129,3 +129,34 @@ def test_random_search_with_the_real_reward_and_no_baselines(capsys, tmp_path):
     state = json.loads((run / "design.json").read_text())
     schedule = state["search"]["schedule"]
     assert schedule.startswith("1.0:") and "," not in schedule  # epsilon 1 throughout
+
+
+@pytest.mark.slow
+def test_a_kill_9_in_the_search_keeps_the_time_spent_and_resumes(tmp_path):
+    import os
+    import signal
+    import time
+
+    run = tmp_path / "design"
+    budget = 90
+    argv = [sys.executable, "-m", "metaqnn", "design", "--dataset", "digits", "--budget",
+            f"{budget}s", "--logdir", str(run), "--no-progress", "--finalists", "2"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    timeline = run / "timeline.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if timeline.is_file() and len(timeline.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read().decode()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = json.loads((run / "design.json").read_text())
+    assert state["phases"].get("search") != "done"
+    assert state["spent"]["search"] > 0  # saved after each model, not only at a clean exit
+    done = subprocess.run([sys.executable, "-m", "metaqnn", "design", "--resume", str(run),
+                           "--no-progress"], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["wall_s"] <= 1.1 * budget, summary["spent_s"]
