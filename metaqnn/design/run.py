@@ -21,6 +21,7 @@ from metaqnn.design.budget import format_duration
 from metaqnn.design.finals import Candidate, FinalResult, choose_epochs, epoch_seconds, train_final
 from metaqnn.design.pipeline import (
     FINAL_NET,
+    STATE,
     DesignConfig,
     DesignState,
     baseline_epoch_costs,
@@ -36,6 +37,7 @@ from metaqnn.design.report import write_report
 from metaqnn.design.searching import sized_search
 from metaqnn.errors import ConfigError
 from metaqnn.rewards.spec import RewardSpec
+from metaqnn.runlock import RunLock
 from metaqnn.search.loop import Search
 from metaqnn.search.store import DB_NAME, ModelRecord, SearchStore
 
@@ -198,6 +200,9 @@ def run_design(config: DesignConfig | None = None, *, resume: str | Path | None 
         progress: Show progress bars.
     """
     if resume is not None:
+        lock = RunLock(resume)
+        if Path(resume, STATE).is_file():
+            lock.acquire()  # a second process on the same run is refused
         state = DesignState.open(Path(resume))
         if budget_s is not None:
             state.data["config"]["budget_s"] = budget_s
@@ -212,9 +217,17 @@ def run_design(config: DesignConfig | None = None, *, resume: str | Path | None 
         data = load_data(config)
         start = time.perf_counter()
         costs = check_budget(config, data)  # fails before anything is written
+        lock = RunLock(config.logdir).acquire()
         state = DesignState.create(Path(config.logdir), config)
         state.data["baseline_epoch_costs"] = costs
         state.add_time("plan", time.perf_counter() - start)
+    with lock:
+        return _run_phases(state, progress=progress)
+
+
+def _run_phases(state: DesignState, *, progress: bool) -> Path:
+    """Teacher, search, finals, winner and report of a run this process owns."""
+    config = state.config
     print(config.plan().describe(), flush=True)
     data = load_data(config)
 

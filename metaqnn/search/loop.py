@@ -12,6 +12,7 @@ recorded is evaluated again, and with one worker the same seed gives the same se
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from envs.space import SearchSpace, get_space
 from metaqnn.errors import ConfigError
 from metaqnn.rewards.result import RewardResult, as_reward, reward_name
 from metaqnn.rewards.spec import RewardSpec
+from metaqnn.runlock import RunLock
 from metaqnn.search.agent import QLearningAgent, Trajectory, trajectory_of
 from metaqnn.search.replay import ReplayMemory
 from metaqnn.search.schedule import EpsilonSchedule
@@ -167,6 +169,7 @@ class Search:
                 "hand the same reward to Search.resume(run_dir, reward=...)"
             )
         self.config, self.store, self.logger = config, store, logger
+        self._lock: RunLock | None = None  # set by create() and resume()
         self.space = config.search_space()
         self.schedule = EpsilonSchedule.parse(config.schedule)
         self.env = CNNDesignEnv(self.space)
@@ -195,24 +198,56 @@ class Search:
     # ------------------------------------------------------------------ construction
     @classmethod
     def create(cls, config: SearchConfig, run_dir: str | Path, **kwargs: Any) -> Search:
-        """A new search whose store is created in ``run_dir``."""
+        """A new search whose store is created in ``run_dir``, which this process then owns
+        (:class:`~metaqnn.runlock.RunLock`) until :meth:`close`. If anything fails, a folder
+        this call created is removed again.
+
+        Raises:
+            RunInUseError: If another live process owns ``run_dir``.
+        """
         from metaqnn.runinfo import run_metadata
 
         config.search_space()  # fail before creating anything
-        store = SearchStore.create(run_dir, config.to_dict(), run_metadata(config.reward.device))
-        return cls(config, store, **kwargs)
+        existed = Path(run_dir).exists()
+        lock = RunLock(run_dir).acquire()
+        try:
+            store = SearchStore.create(run_dir, config.to_dict(),
+                                       run_metadata(config.reward.device))  # fmt: skip
+            search = cls(config, store, **kwargs)
+        except BaseException:
+            lock.release()
+            if not existed:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        search._lock = lock
+        return search
 
     @classmethod
     def resume(cls, run_dir: str | Path, *, workers: int | None = None, **kwargs: Any) -> Search:
-        """Continue the search stored in ``run_dir`` (optionally with another worker count)."""
-        store = SearchStore.open(run_dir)
-        config = SearchConfig.from_dict(store.config)
-        if workers is not None:
-            backend = config.backend
-            if backend != "ray":  # one worker runs in process, several in worker processes
-                backend = "inline" if workers == 1 else "process"
-            config = replace(config, workers=workers, backend=backend)
-        return cls(config, store, **kwargs)
+        """Continue the search stored in ``run_dir`` (optionally with another worker count),
+        owning the folder until :meth:`close`.
+
+        Raises:
+            RunInUseError: If another live process owns ``run_dir``.
+        """
+        run_path = Path(run_dir)
+        lock = RunLock(run_path.parent if run_path.suffix == ".db" else run_path)
+        if lock.run_dir.is_dir():
+            lock.acquire()
+        try:
+            store = SearchStore.open(run_dir)
+            config = SearchConfig.from_dict(store.config)
+            if workers is not None:
+                backend = config.backend
+                if backend != "ray":  # one worker runs in process, several in worker processes
+                    backend = "inline" if workers == 1 else "process"
+                config = replace(config, workers=workers, backend=backend)
+            search = cls(config, store, **kwargs)
+        except BaseException:
+            lock.release()
+            raise
+        search._lock = lock
+        return search
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -304,11 +339,13 @@ class Search:
         return self.models
 
     def close(self) -> None:
-        """Release the workers, the logger and the store."""
+        """Release the workers, the logger, the store and the run folder."""
         self.backend.close()
         if self.logger is not None:
             self.logger.close()
         self.store.close()
+        if self._lock is not None:
+            self._lock.release()
 
     def _postfix(self, start: float, start_done: int) -> str:
         i = self.schedule.stage_index(self.done)

@@ -132,7 +132,11 @@ class SearchStore:
                 "pick another --logdir"
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = cls._connect(path)
+        for stale in path.parent.glob(f".{DB_NAME}.*.tmp*"):  # a creation that was killed
+            stale.unlink(missing_ok=True)
+        # built under a temporary name, then renamed: a crash leaves nothing or a whole store
+        tmp = path.parent / f".{DB_NAME}.{os.getpid()}.tmp"
+        db = cls._connect(tmp)
         db.executescript(_SCHEMA)
         with db:
             db.execute("BEGIN")
@@ -143,7 +147,12 @@ class SearchStore:
                 ("created_at", _now()),
             ):
                 db.execute("INSERT INTO meta VALUES (?, ?)", (key, json.dumps(value)))
-        return cls(path, db)
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.close()
+        for suffix in ("-wal", "-shm"):
+            Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+        os.replace(tmp, path)
+        return cls(path, cls._connect(path))
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike[str]) -> SearchStore:
@@ -277,7 +286,13 @@ class SearchStore:
             )
             self._db.execute("DELETE FROM pending WHERE architecture=?", (row["architecture"],))
             self._set_state(state)
+        self.checkpoint()
         return ModelRecord(id=cur.lastrowid, **{n: row[n] for n in names})
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into ``search.db`` (done after every recorded result, so
+        that ``search.db`` alone is a whole, current copy of the run)."""
+        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def save_state(self, state: dict[str, Any]) -> None:
         """Save the search state alone."""

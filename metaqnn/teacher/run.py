@@ -37,6 +37,7 @@ from metaqnn.core.training import evaluate
 from metaqnn.errors import CheckpointError, ConfigError
 from metaqnn.markdown import markdown_table
 from metaqnn.runinfo import run_metadata
+from metaqnn.runlock import RunLock
 from metaqnn.teacher.shapes import (
     GTN_LEARNER,
     PAPER_LEARNERS,
@@ -315,6 +316,9 @@ def train_teacher(run: TeacherRun) -> TeacherResult:
             meta = dataclasses.replace(meta, outer_steps=run.outer_steps)
         run_dir = ckpt.parent
     else:
+        if run.logdir and checkpoint_file(run.logdir).is_file():
+            raise ConfigError(f"{run.logdir} already holds a teacher: resume it with --resume "
+                              f"{run.logdir}, or pick another --logdir")  # fmt: skip
         data = _load(run, run.dataset, run.val_size, run.seed, device)
         learner = run.learner
         if learner == "paper":
@@ -366,6 +370,14 @@ def train_teacher(run: TeacherRun) -> TeacherResult:
         label = "dd" if run.method == "dd" else run.curriculum
         run_dir = Path(run.logdir or f"runs/gtn/{data.name}__{label}__seed{run.seed}__{stamp}")
         state = None
+    with RunLock(run_dir):
+        return _meta_train(run, run_dir, teacher, data, extra, meta, state, device)
+
+
+def _meta_train(run: TeacherRun, run_dir: Path, teacher: SyntheticTeacher, data: Dataset,
+                extra: dict[str, Any], meta: MetaConfig, state: dict[str, Any] | None,
+                device: torch.device) -> TeacherResult:  # fmt: skip
+    """The outer loop of :func:`train_teacher` (in a run folder this process owns)."""
     factory = learner_factory(extra, data, device)
     trainer = MetaTrainer(teacher, factory, data.train.x, data.train.y, meta, logdir=run_dir,
                           checkpoint_path=run_dir / CHECKPOINT, extra=extra)  # fmt: skip

@@ -89,7 +89,7 @@ def test_resume_continues_exactly(tmp_path):
     straight.run(progress=False)
     first = _search(tmp_path, "split")
     first.run(progress=False, max_models=11)
-    first.store.close()
+    first.close()  # as a stopped process: the store and the run folder are released
     reward = FakeReward()
     second = Search.resume(tmp_path / "split", backend=InlineBackend(reward=reward))
     assert second.done == 11
@@ -110,6 +110,7 @@ def test_in_flight_at_a_kill_is_dispatched_again(tmp_path):
     search = _search(tmp_path, "killed", reward=_Dies(FakeReward(), target))
     with pytest.raises(_Dies.Death):
         search.run(progress=False)
+    search.close()  # the process died: the OS releases its run folder
     assert SearchStore.open(tmp_path / "killed").pending()[0].architecture == target
     resumed = Search.resume(tmp_path / "killed", backend=InlineBackend(reward=FakeReward()))
     resumed.run(progress=False)
@@ -170,7 +171,9 @@ def test_store_errors_name_the_path(tmp_path):
     (tmp_path / "bad" / "search.db").write_bytes(b"not a database at all" * 10)
     with pytest.raises(CheckpointError, match=r"search\.db"):
         SearchStore.open(tmp_path / "bad")
-    _search(tmp_path, "dup").run(progress=False, max_models=1)
+    dup = _search(tmp_path, "dup")
+    dup.run(progress=False, max_models=1)
+    dup.close()
     with pytest.raises(ConfigError, match="already exists"):
         _search(tmp_path, "dup")
 
@@ -319,10 +322,15 @@ def test_ray_backend_runs_a_search(tmp_path, shared_data_root):
 
 
 def test_resume_with_another_worker_count_picks_the_backend(tmp_path):
-    _search(tmp_path).run(progress=False, max_models=2)
+    first = _search(tmp_path)
+    first.run(progress=False, max_models=2)
+    first.close()
     fake = InlineBackend(reward=FakeReward())
-    assert Search.resume(tmp_path / "run", backend=fake).config.workers == 1
-    more = Search.resume(tmp_path / "run", workers=2, backend=fake).config
-    assert (more.workers, more.backend) == (2, "process")
+    one = Search.resume(tmp_path / "run", backend=fake)
+    assert one.config.workers == 1
+    one.close()
+    more = Search.resume(tmp_path / "run", workers=2, backend=fake)
+    assert (more.config.workers, more.config.backend) == (2, "process")
+    more.close()
     with pytest.raises(ConfigError, match="workers"):
         Search.resume(tmp_path / "run", workers=0, backend=fake)
