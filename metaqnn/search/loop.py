@@ -25,7 +25,7 @@ from envs.cnn_design import CNNDesignEnv
 from envs.space import SearchSpace, get_space
 from metaqnn.errors import ConfigError
 from metaqnn.rewards.result import RewardResult, as_reward, reward_name
-from metaqnn.rewards.spec import RewardSpec
+from metaqnn.rewards.spec import RewardSpec, build_reward
 from metaqnn.runlock import RunLock
 from metaqnn.search.agent import QLearningAgent, Trajectory, trajectory_of
 from metaqnn.search.replay import ReplayMemory
@@ -187,6 +187,10 @@ class Search:
         state = store.state()
         if state is not None:
             self._load_state(state)
+        if backend is None and config.backend != "inline":
+            # workers build the reward themselves: a broken setup (missing data, a bad
+            # teacher) must fail here, in one line, and not as every architecture's result
+            build_reward(config.reward)
         self.backend = backend or build_backend(
             config.backend, config.reward, config.workers, config.address
         )

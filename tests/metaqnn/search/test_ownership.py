@@ -108,3 +108,15 @@ def test_the_lock_is_exclusive_within_a_process_too(tmp_path):
     with RunLock(tmp_path) as lock:  # released on exit
         assert lock.held
     assert not lock.held
+
+
+@pytest.mark.slow
+def test_a_broken_setup_with_workers_is_one_line_and_leaves_no_run(capsys, tmp_path):
+    run = tmp_path / "run"
+    argv = ["search", "--dataset", "mnist", "--data-root", str(tmp_path / "nonexistent"),
+            "--reward", "real", "--workers", "2", "--schedule", "1.0:2", "--logdir", str(run),
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nonexistent" in err[0], err
+    assert not run.exists()
