@@ -23,7 +23,7 @@ from tqdm import tqdm
 from gtn.distill import DistillConfig, DistilledData
 from gtn.inner_loop import loss_fn
 from gtn.io import atomic_save
-from gtn.pretrained import PRETRAINED, pretrained_file
+from gtn.pretrained import PRETRAINED, dequantize, pretrained_file
 from gtn.teacher import GTNTeacher, SyntheticTeacher, TeacherConfig
 
 FORMAT_VERSION = 1
@@ -365,7 +365,7 @@ def load_meta_checkpoint(
     missing = required - set(state)
     if missing:
         raise ValueError(f"{path}: checkpoint lacks {sorted(missing)}")
-    return state
+    return dequantize(state)
 
 
 def teacher_from_checkpoint(

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from gtn.io import atomic_save
 
 #: Where the shipped files live.
@@ -74,27 +76,68 @@ def pretrained_file(name: str) -> Path:
     return entry.path
 
 
-def export_teacher(state: dict[str, Any], out: str | os.PathLike[str], *, note: str = "") -> Path:
-    """Write the teacher of a meta-training checkpoint dict as a small file: fp16 weights,
-    its config, its meta config, step and ``extra``; no optimiser state, no history.
+#: Tensors with at least this many elements are stored as int8 by ``precision="int8"``.
+INT8_MIN_ELEMENTS = 65536
+#: Export precisions.
+PRECISIONS = ("fp16", "int8")
+
+
+def _quantize(weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Symmetric int8 with one fp16 scale per output row (dimension 0)."""
+    rows = weight.float().reshape(weight.shape[0], -1)
+    scale = rows.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+    q = torch.round(rows / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return {"q": q.reshape(weight.shape), "scale": scale.half()}
+
+
+def dequantize(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with its int8 tensors (if any) back in ``state["teacher"]`` as float32."""
+    packed = state.get("teacher_int8")
+    if not packed:
+        return state
+    weights = dict(state["teacher"])
+    for name, part in packed.items():
+        q, scale = part["q"], part["scale"].float()
+        weights[name] = (q.float().reshape(q.shape[0], -1) * scale[:, None]).reshape(q.shape)
+    return {**state, "teacher": weights, "teacher_int8": {}}
+
+
+def export_teacher(state: dict[str, Any], out: str | os.PathLike[str], *, note: str = "",
+                   precision: str = "fp16") -> Path:  # fmt: skip
+    """Write the teacher of a meta-training checkpoint dict as a small file: fp16 weights (or,
+    with ``precision="int8"``, int8 with a scale per row for the tensors of at least
+    :data:`INT8_MIN_ELEMENTS` elements), its config, its meta config, step and ``extra``; no
+    optimiser state, no history.
 
     Args:
         state: A checkpoint dict (:func:`gtn.meta.load_meta_checkpoint`).
         out: The file to write (atomically).
         note: Recorded as ``extra["export_note"]`` (say, the command that trained it).
+        precision: ``fp16`` or ``int8``.
 
     Returns:
         The written path.
+
+    Raises:
+        ValueError: For an unknown precision.
     """
-    weights = {k: v.half() if v.is_floating_point() else v for k, v in state["teacher"].items()}
+    if precision not in PRECISIONS:
+        raise ValueError(f"export precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+    weights, packed = {}, {}
+    for name, v in state["teacher"].items():
+        if precision == "int8" and v.is_floating_point() and v.dim() >= 2 \
+                and v.numel() >= INT8_MIN_ELEMENTS:  # fmt: skip
+            packed[name] = _quantize(v)
+        else:
+            weights[name] = v.half() if v.is_floating_point() else v
     history = state.get("history") or []
-    extra = {**state.get("extra", {}), "export_note": note,
+    extra = {**state.get("extra", {}), "export_note": note, "export_precision": precision,
              "final_meta_batch_accuracy": _tail_accuracy(history)}  # fmt: skip
     slim = {
         "format_version": state["format_version"], "kind": state["kind"],
         "teacher_config": state["teacher_config"], "meta_config": state["meta_config"],
-        "teacher": weights, "optimizer": {}, "scheduler": {}, "step": state["step"],
-        "history": [], "extra": extra, "exported": True,
+        "teacher": weights, "teacher_int8": packed, "optimizer": {}, "scheduler": {},
+        "step": state["step"], "history": [], "extra": extra, "exported": True,
     }  # fmt: skip
     return atomic_save(slim, out)
 

@@ -222,6 +222,9 @@ def configure_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="a GTN run folder or checkpoint")
     p.add_argument("--out", required=True, help="the file to write (fp16 weights, no optimiser)")
     p.add_argument("--note", default="", help="recorded in the file (e.g. the training command)")
+    p.add_argument("--precision", default="fp16", choices=["fp16", "int8"],
+                   help="fp16 (default), or int8 (a scale per row) for the large "
+                   "tensors")  # fmt: skip
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
 
 
@@ -235,7 +238,7 @@ def run_export(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise ConfigError(f"--out {out} is a directory; give a file name")
     _, state = load_state(args.run)
-    path = export_teacher(state, out, note=args.note)
+    path = export_teacher(state, out, note=args.note, precision=args.precision)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, step {state['step']}, "
           f"sha256 {sha256(path)})")  # fmt: skip
     return 0

@@ -83,3 +83,26 @@ def test_a_shipped_name_resolves_to_its_checked_file(capsys, teacher_run, tmp_pa
     argv = ["--reward", "gtn", "--gtn-checkpoint", "tiny-digits", "--schedule", "1.0:1"]
     line = _run(capsys, "search", "--dataset", "digits", *argv, "--logdir", str(tmp_path / "s"))[2]
     assert "damaged" in line and len(line.strip().splitlines()) == 1
+
+
+def test_int8_export_is_smaller_and_teaches_like_its_run(teacher_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "INT8_MIN_ELEMENTS", 256)  # the tiny teacher's tensors
+    state = load_meta_checkpoint(teacher_run)
+    fp16 = pretrained.export_teacher(state, tmp_path / "a.pt")
+    int8 = pretrained.export_teacher(state, tmp_path / "b.pt", precision="int8")
+    assert int8.stat().st_size < fp16.stat().st_size
+    raw = torch.load(int8, weights_only=True)
+    assert raw["teacher_int8"] and all(p["q"].dtype == torch.int8
+                                       for p in raw["teacher_int8"].values())  # fmt: skip
+    back = load_meta_checkpoint(int8)  # dequantised on load
+    for name, weight in state["teacher"].items():
+        got = back["teacher"][name].float()
+        assert got.shape == weight.shape
+        assert torch.allclose(got, weight.float(), atol=weight.abs().max().item() / 100 + 1e-3)
+    arch = Architecture.parse("[C(16,3,1), P(2,2), FC(64), SM(10)]")
+    rewards = [build_reward(RewardSpec(name="gtn", dataset="digits", gtn_checkpoint=str(p),
+                                       score_size=200)).evaluate(arch).reward
+               for p in (teacher_run, int8)]  # fmt: skip
+    assert rewards[1] == pytest.approx(rewards[0], abs=0.05)
+    with pytest.raises(ValueError, match="precision 'int4'"):
+        pretrained.export_teacher(state, tmp_path / "c.pt", precision="int4")
