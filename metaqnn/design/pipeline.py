@@ -251,7 +251,8 @@ def final_flops_cap(config: DesignConfig, data: Dataset, baseline_costs: dict[st
     all train for the recipe's epochs in 90 % of ``seconds_left``.
 
     The finalists share what the baselines leave; each may cost at least as much as the
-    priciest baseline. Seconds per FLOP come from the baselines' measured epochs.
+    cheapest baseline (fewer epochs for all then, rather than designs narrower than any hand
+    net). Seconds per FLOP come from the baselines' measured epochs.
     """
     epochs = final_train_config(config).epochs
     shape = {"in_channels": data.spec.input_shape[0], "input_size": data.spec.input_shape[-1]}
@@ -259,7 +260,7 @@ def final_flops_cap(config: DesignConfig, data: Dataset, baseline_costs: dict[st
              for n, a in config.preset.baselines.items()}  # fmt: skip
     per_flop = float(np.mean([baseline_costs[n] / max(flops[n], 1) for n in flops]))
     share = (0.9 * seconds_left / epochs - sum(baseline_costs.values())) / config.finalists
-    return max(share, max(baseline_costs.values())) / per_flop
+    return max(share, min(baseline_costs.values())) / per_flop
 
 
 def teacher_phase(state: DesignState, *, progress: bool) -> Path | None:
