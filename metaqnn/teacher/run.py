@@ -401,6 +401,12 @@ def _meta_train(run: TeacherRun, run_dir: Path, teacher: SyntheticTeacher, data:
         f"outer step {trainer.step}/{meta.outer_steps} in {elapsed:.0f} s; learner accuracy on "
         f"real meta-batches (last {len(recent)} steps) {mean_acc:.3f}; {skipped} steps skipped"
     )
+    chance = 1.0 / data.spec.num_classes
+    if recent and mean_acc < 2 * chance:
+        print(f"warning: the teacher's learners reach {mean_acc:.3f} on real data, near chance "
+              f"({chance:.2f}): rewards from it will not rank architectures. Train longer "
+              "(--resume with more --outer-steps), or see the dataset presets of metaqnn design",
+              flush=True)  # fmt: skip
     rows: list[list[str]] = []
     if run.eval_archs or (run.eval_paper_learner and data.name in PAPER_LEARNERS):
         rows = summary_rows(trainer.teacher, extra, data, device, run.eval_archs)

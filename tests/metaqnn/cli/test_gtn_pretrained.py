@@ -106,3 +106,12 @@ def test_int8_export_is_smaller_and_teaches_like_its_run(teacher_run, tmp_path, 
     assert rewards[1] == pytest.approx(rewards[0], abs=0.05)
     with pytest.raises(ValueError, match="precision 'int4'"):
         pretrained.export_teacher(state, tmp_path / "c.pt", precision="int4")
+
+
+def test_a_teacher_near_chance_says_so(capsys, tmp_path):
+    # one outer step of a tiny teacher with a learning rate too small to teach anything
+    argv = ["gtn", "train", "--outer-steps", "1", "--logdir", str(tmp_path / "g"), *GTN_TINY,
+            "--init-lr", "1e-6"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "near chance" in out and "warning" in out
