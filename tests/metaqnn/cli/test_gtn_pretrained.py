@@ -115,3 +115,12 @@ def test_a_teacher_near_chance_says_so(capsys, tmp_path):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "near chance" in out and "warning" in out
+
+
+def test_every_shipped_teacher_is_there_small_and_checked():
+    assert "mnist" in pretrained.PRETRAINED
+    for name, entry in pretrained.PRETRAINED.items():
+        path = pretrained.pretrained_file(name)  # the checksum matches
+        assert path.stat().st_size <= 10 * 1024 * 1024, name
+        state = load_meta_checkpoint(name)
+        assert state["exported"] and state["extra"]["dataset"] == entry.dataset
