@@ -213,8 +213,10 @@ def run_list(args: argparse.Namespace) -> int:
         print("no pretrained teachers are shipped with this install")
         return 0
     print(markdown_table(["name", "dataset", "size", "sha256", "about", "command"], rows))
-    print("use one by name: --gtn-checkpoint NAME (search, design), gtn eval|sample NAME, "
-          "--init-from NAME")
+    print(
+        "use one by name: --gtn-checkpoint NAME (search, design), gtn eval|sample NAME, "
+        "--init-from NAME"
+    )
     return 0
 
 
