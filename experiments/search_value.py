@@ -27,6 +27,7 @@ import numpy as np
 from envs.layers import Architecture
 from experiments.common.teachers import with_config
 from experiments.harness import REPO_ROOT, Context, Outcome, main
+from gtn.pretrained import PRETRAINED
 from metaqnn.core.data import load_dataset
 from metaqnn.design.finals import Candidate, train_final
 from metaqnn.design.pipeline import FINAL_NET, DesignConfig, final_train_config
@@ -68,8 +69,9 @@ class Config:
     final_epochs: int = 4
     """Epochs of the final recipe, the same for every finalist and baseline."""
     gtn_run: str = ""
-    """The teacher's run folder (relative to the repository root); empty: under the scratch
-    folder, trained to ``gtn_outer_steps`` with ``gtn_teacher``."""
+    """A shipped teacher's name (``mnist``: :data:`gtn.pretrained.PRETRAINED`), or the
+    teacher's run folder (relative to the repository root); empty: under the scratch folder,
+    trained to ``gtn_outer_steps`` with ``gtn_teacher``."""
     gtn_outer_steps: int = 300
     """Outer steps of the teacher when it must be trained."""
     gtn_teacher: TeacherRun = field(default_factory=TeacherRun)
@@ -199,7 +201,9 @@ def _plot_anytime(path: Path, runs: list[dict], config: Config) -> None:
 def run(config: Config, ctx: Context) -> Outcome:
     """Run every row at every seed, train the baselines, tabulate and plot."""
     teacher = None
-    if any(r.endswith("/gtn") for r in config.rows):
+    if any(r.endswith("/gtn") for r in config.rows) and config.gtn_run in PRETRAINED:
+        teacher = Path(config.gtn_run)  # a shipped teacher, by name
+    elif any(r.endswith("/gtn") for r in config.rows):
         gtn_dir = REPO_ROOT / config.gtn_run if config.gtn_run else ctx.work / "teacher"
         settings = with_config(config.gtn_teacher, "gtn_teacher", dataset=config.dataset, seed=0)
         teacher = ctx.gtn(gtn_dir, settings, config.gtn_outer_steps)
