@@ -34,7 +34,7 @@ from metaqnn.design.pipeline import (
     teacher_phase,
 )
 from metaqnn.design.report import write_report
-from metaqnn.design.searching import sized_search
+from metaqnn.design.searching import run_sized, sized_search
 from metaqnn.errors import ConfigError
 from metaqnn.rewards.spec import RewardSpec
 from metaqnn.runlock import RunLock
@@ -90,7 +90,7 @@ def _search(state: DesignState, teacher: Path | None, *, progress: bool) -> list
             print(f"searching for up to {format_duration(max(limit, 0))}: "
                   f"{search.schedule.total} models planned", flush=True)  # fmt: skip
             if limit > 0:
-                search.run(time_limit_s=limit, progress=progress)
+                run_sized(search, limit, config.agent, progress=progress)
             if search.done < config.finalists:  # a design needs designs: a few past the share
                 search.run(max_models=config.finalists - search.done, progress=progress)
             search.close()

@@ -30,7 +30,13 @@ COST_PROBES = 3
 
 
 def _qlearning(models: int) -> str:
-    return EpsilonSchedule.scaled(models / sum(n for _, n in PAPER_STAGES)).to_spec()
+    """MetaQNN's stages in proportion, ``models`` in all (at least one per stage)."""
+    paper = sum(n for _, n in PAPER_STAGES)
+    counts = [max(1, math.floor(n * models / paper)) for _, n in PAPER_STAGES]
+    counts[0] += max(0, models - sum(counts))  # the rounding goes to the random stage
+    return EpsilonSchedule(
+        tuple((eps, n) for (eps, _), n in zip(PAPER_STAGES, counts, strict=True))
+    ).to_spec()
 
 
 def _random(models: int) -> str:
@@ -78,3 +84,35 @@ def sized_search(spec: RewardSpec, run_dir: Path, *, agent: str, seconds: float,
             "width_divisor": width_divisor, "agent": agent, "reward": spec.name}  # fmt: skip
     config = SearchConfig(reward=spec, width_divisor=width_divisor, schedule=schedule, seed=seed)
     return Search.create(config, run_dir, backend=InlineBackend(reward=reward)), info
+
+
+def run_sized(search: Search, seconds: float, agent: str, *, progress: bool,
+              slices: int = 8) -> None:  # fmt: skip
+    """Run ``search`` for ``seconds``, re-sizing the agent's schedule to the measured cost.
+
+    The time is cut into ``slices``; after each, the seconds per new model measured so far in
+    this call say how many more models the time left can take, and the agent's schedule is
+    rebuilt for that total (:meth:`~metaqnn.search.loop.Search.reschedule`). A few probes
+    before the search cannot tell what a model costs once the agent prefers some
+    architectures; without this a Q-learning schedule sized from them may never leave its
+    random stage, or end early.
+    """
+    check_agent(agent)
+    start, first = time.perf_counter(), search.done
+    while True:
+        spent = time.perf_counter() - start
+        left = seconds - spent
+        if left <= 0:
+            return
+        new = search.done - first
+        if new > 0:
+            more = math.floor(0.95 * left / (spent / new))
+            total = search.done + max(1, more)
+            if abs(total - search.schedule.total) > 0.02 * total:
+                search.reschedule(AGENTS[agent](total))
+                print(f"{search.done} models at {spent / new:.2f} s each; {agent} schedule "
+                      f"re-sized to {search.schedule.total} models", flush=True)  # fmt: skip
+        elif search.finished:
+            return
+        search.run(time_limit_s=max(left / slices, min(left, 1.0)), progress=progress)
+        slices = max(1, slices - 1)

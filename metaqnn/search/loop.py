@@ -292,6 +292,21 @@ class Search:
         """The best model so far."""
         return max(self.models, key=lambda m: m.reward, default=None)
 
+    def reschedule(self, schedule: str) -> None:
+        """Replace the epsilon schedule from here on (recorded in the store, so a resume
+        keeps it); the models already recorded keep the epsilons they were sampled at.
+
+        Raises:
+            ConfigError: For a bad spec, or one with fewer models than are recorded.
+        """
+        new = EpsilonSchedule.parse(schedule)
+        if new.total < self.done:
+            raise ConfigError(f"schedule {schedule!r} has {new.total} models; {self.done} are "
+                              "already recorded")  # fmt: skip
+        self.config = replace(self.config, schedule=new.to_spec())
+        self.schedule = new
+        self.store.set_meta("config", self.config.to_dict())
+
     # ------------------------------------------------------------------ the loop
     def run(
         self,
