@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from datetime import datetime
 from pathlib import Path
@@ -129,6 +130,11 @@ def run_search(args: argparse.Namespace) -> int:
     from metaqnn.search.tb import SearchLogger
 
     torch_device(args.device)
+    if args.max_models is not None and args.max_models < 1:
+        raise ConfigError(f"--max-models {args.max_models} must be at least 1")
+    if args.max_minutes is not None and not (math.isfinite(args.max_minutes)
+                                             and args.max_minutes > 0):  # fmt: skip
+        raise ConfigError(f"--max-minutes {args.max_minutes} must be a positive number")
     if args.resume:
         run_dir = Path(args.resume)
         search = Search.resume(run_dir, workers=args.workers)

@@ -70,6 +70,8 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         EpsilonSchedule.parse(self.schedule)  # raises ConfigError on a bad spec
+        if self.seed < 0:
+            raise ConfigError(f"SearchConfig: seed={self.seed} must be >= 0")
         if self.replay < 0 or self.workers < 1 or self.max_repeats < 1:
             raise ConfigError(
                 f"SearchConfig: replay={self.replay} must be >= 0, workers="
