@@ -12,10 +12,12 @@ kept, and the time they took stays spent.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -245,22 +247,30 @@ def check_budget(config: DesignConfig, data: Dataset) -> dict[str, float]:
     return costs
 
 
-def final_flops_cap(config: DesignConfig, data: Dataset, baseline_costs: dict[str, float],
-                    seconds_left: float) -> float:  # fmt: skip
-    """Forward FLOPs per image a finalist may cost, so that the baselines and the finalists
-    all train for the recipe's epochs in 90 % of ``seconds_left``.
+def design_epoch_share(config: DesignConfig, baseline_costs: dict[str, float],
+                       seconds_left: float) -> float:  # fmt: skip
+    """Seconds one epoch of a finalist may cost, so that the baselines and the finalists all
+    train for the recipe's epochs in 90 % of ``seconds_left``.
 
     The finalists share what the baselines leave; each may cost at least as much as the
     cheapest baseline (fewer epochs for all then, rather than designs narrower than any hand
-    net). Seconds per FLOP come from the baselines' measured epochs.
+    net).
     """
     epochs = final_train_config(config).epochs
+    trained = sum(baseline_costs.values()) if config.baselines else 0.0
+    share = (0.9 * seconds_left / epochs - trained) / config.finalists
+    return max(share, min(baseline_costs.values()))
+
+
+def final_flops_cap(config: DesignConfig, data: Dataset, baseline_costs: dict[str, float],
+                    seconds_left: float) -> float:  # fmt: skip
+    """Forward FLOPs per image a finalist may cost: :func:`design_epoch_share` in FLOPs, at
+    the seconds per FLOP of the baselines' measured epochs."""
     shape = {"in_channels": data.spec.input_shape[0], "input_size": data.spec.input_shape[-1]}
     flops = {n: count_flops(Architecture.parse(a), **shape)
              for n, a in config.preset.baselines.items()}  # fmt: skip
     per_flop = float(np.mean([baseline_costs[n] / max(flops[n], 1) for n in flops]))
-    share = (0.9 * seconds_left / epochs - sum(baseline_costs.values())) / config.finalists
-    return max(share, min(baseline_costs.values())) / per_flop
+    return design_epoch_share(config, baseline_costs, seconds_left) / per_flop
 
 
 def teacher_phase(state: DesignState, *, progress: bool) -> Path | None:
@@ -302,16 +312,22 @@ def teacher_phase(state: DesignState, *, progress: bool) -> Path | None:
     return run_dir
 
 
-def candidates(config: DesignConfig, ranked: list[tuple[str, float]],
-               max_flops: float | None = None) -> list[Candidate]:  # fmt: skip
-    """The baselines, then the ``finalists`` best distinct designs: at the config's
-    ``final_width_divisor``, else at full width, or, with ``max_flops``, at the widest scaling
-    whose forward pass costs at most that."""
+def baseline_candidates(config: DesignConfig) -> list[Candidate]:
+    """The hand-designed baselines (none with ``baselines=False``)."""
+    return [Candidate(name, "baseline", str(Architecture.parse(arch)))
+            for name, arch in config.preset.baselines.items() if config.baselines]  # fmt: skip
+
+
+def design_candidates(config: DesignConfig, ranked: list[tuple[str, float]],
+                      max_flops: float | None = None) -> Iterator[Candidate]:  # fmt: skip
+    """The distinct designs, best first (named ``design 1``, ``design 2``, ...): at the
+    config's ``final_width_divisor``, else at full width, or, with ``max_flops``, at the
+    widest scaling whose forward pass costs at most that. A design that widens into a
+    baseline is skipped."""
     space = get_space(config.dataset)
     shape = {"in_channels": space.input_channels, "input_size": space.input_size}
-    out = [Candidate(name, "baseline", str(Architecture.parse(arch)))
-           for name, arch in config.preset.baselines.items() if config.baselines]  # fmt: skip
-    seen = {c.architecture for c in out}
+    seen = {c.architecture for c in baseline_candidates(config)}
+    n = 0
     for arch, reward in ranked:
         narrow = Architecture.parse(arch)
         if config.final_width_divisor is not None:
@@ -324,11 +340,16 @@ def candidates(config: DesignConfig, ranked: list[tuple[str, float]],
         if str(wide) in seen:
             continue
         seen.add(str(wide))
-        n = sum(c.kind == "design" for c in out) + 1
-        out.append(Candidate(f"design {n}", "design", str(wide), arch, reward, divisor))
-        if n == config.finalists:
-            break
-    return out
+        n += 1
+        yield Candidate(f"design {n}", "design", str(wide), arch, reward, divisor)
+
+
+def candidates(config: DesignConfig, ranked: list[tuple[str, float]],
+               max_flops: float | None = None) -> list[Candidate]:  # fmt: skip
+    """The baselines, then the ``finalists`` best distinct designs
+    (:func:`design_candidates`)."""
+    designs = design_candidates(config, ranked, max_flops)
+    return [*baseline_candidates(config), *itertools.islice(designs, config.finalists)]
 
 
 def reset_run(run_dir: Path) -> None:

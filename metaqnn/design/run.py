@@ -9,6 +9,7 @@ costs). A stop or ``kill -9`` loses at most the unit of work in flight.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import shutil
 import time
@@ -24,10 +25,13 @@ from metaqnn.design.pipeline import (
     STATE,
     DesignConfig,
     DesignState,
+    baseline_candidates,
     baseline_epoch_costs,
     candidates,
     check_budget,
     check_teacher,
+    design_candidates,
+    design_epoch_share,
     final_flops_cap,
     final_train_config,
     load_data,
@@ -127,21 +131,52 @@ def _new_search(state: DesignState, teacher: Path | None, run_dir: Path) -> Sear
 
 def _final_pool(state: DesignState, data, ranked: list[tuple[str, float]]) -> list[Candidate]:
     """The baselines and the finalists, each finalist at the widest scaling that lets every
-    model train for the recipe's epochs in the time left (full width when it fits)."""
+    model train for the recipe's epochs in the time left (full width when it fits).
+
+    Widths come from a FLOPs estimate; each design's epoch is then measured, and a design
+    that still costs more than twice its share (deep nets at full resolution cost more than
+    their FLOPs say) gives its place to the next best. The pool and the measured costs are
+    stored, so a resume trains the same models.
+    """
     config = state.config
-    if config.final_width_divisor is not None or (
-        "final_epochs" in state.data and "final_width" not in state.data
-    ):
-        # a fixed final width, or a run whose finals began at full width
+    if config.final_width_divisor is not None:
         return candidates(config, ranked)
-    plan = state.data.get("final_width")
-    if plan is None:
-        start = time.perf_counter()
-        costs = state.data.get("baseline_epoch_costs") or baseline_epoch_costs(config, data)
-        cap = final_flops_cap(config, data, costs, config.budget_s - state.spent())
-        plan = state.data["final_width"] = {"max_flops": cap, "baseline_epoch_costs": costs}
-        state.add_time("final", time.perf_counter() - start)
-    pool = candidates(config, ranked, plan["max_flops"])
+    if "final_pool" in state.data:
+        return [Candidate(**c) for c in state.data["final_pool"]]
+    if "final_epochs" in state.data:  # finals begun before the pool was stored
+        return candidates(config, ranked, state.data.get("final_width", {}).get("max_flops"))
+    start = time.perf_counter()
+    costs = dict(state.data.get("baseline_epoch_costs") or baseline_epoch_costs(config, data))
+    left = config.budget_s - state.spent()
+    share = design_epoch_share(config, costs, left)
+    cap = final_flops_cap(config, data, costs, left)
+    train = final_train_config(config)
+    accepted: list[Candidate] = []
+    dear: list[tuple[float, Candidate]] = []
+    tries = itertools.islice(design_candidates(config, ranked, cap), 3 * config.finalists)
+    for c in tries:
+        cost = epoch_seconds(Architecture.parse(c.architecture), data, train, FINAL_NET,
+                             config.device)  # fmt: skip
+        costs[c.name] = cost
+        if cost <= 2 * share:
+            accepted.append(c)
+        else:
+            dear.append((cost, c))
+            print(f"{c.name} {c.architecture}: {cost:.0f} s per epoch, more than twice the "
+                  f"{share:.0f} s it may cost; the next design takes its place",
+                  flush=True)  # fmt: skip
+        if len(accepted) == config.finalists:
+            break
+    accepted += [c for _, c in sorted(dear, key=lambda t: t[0])][: config.finalists - len(accepted)]
+    accepted.sort(key=lambda c: int(c.name.split()[-1]))  # search-reward order
+    pool = [*baseline_candidates(config)]
+    for i, c in enumerate(accepted, 1):
+        pool.append(dataclasses.replace(c, name=f"design {i}"))
+        costs[f"design {i}"] = costs[c.name]
+    state.data["final_width"] = {"max_flops": cap, "design_epoch_share": share,
+                                 "epoch_costs": {c.name: costs[c.name] for c in pool}}  # fmt: skip
+    state.data["final_pool"] = [dataclasses.asdict(c) for c in pool]
+    state.add_time("final", time.perf_counter() - start)
     for c in pool:
         if c.kind == "design" and c.width_divisor > 1:
             print(f"{c.name}: full width does not fit the time left; trained at widths / "
@@ -157,7 +192,8 @@ def _finals(state: DesignState, data, pool: list[Candidate], *, progress: bool) 
     if todo and "final_epochs" not in state.data:
         start = time.perf_counter()
         train = final_train_config(config)
-        known = state.data.get("final_width", {}).get("baseline_epoch_costs", {})
+        plan = state.data.get("final_width", {})
+        known = plan.get("epoch_costs") or plan.get("baseline_epoch_costs", {})
         costs = [known.get(c.name) or epoch_seconds(Architecture.parse(c.architecture), data,
                                                     train, FINAL_NET, config.device)
                  for c in todo]  # fmt: skip

@@ -101,3 +101,33 @@ def test_the_flops_cap_shares_what_the_baselines_leave():
     assert final_flops_cap(config, data, costs, left) == pytest.approx(30.0 / 1e-8)
     # no room left: a design may still cost as much as the cheapest baseline
     assert final_flops_cap(config, data, costs, 1.0) == pytest.approx(min(flops.values()))
+
+
+def test_a_finalist_that_costs_too_much_gives_its_place_and_the_pool_is_kept(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import metaqnn.design.run as design_run
+    from metaqnn.design.pipeline import DesignConfig, DesignState
+
+    config = DesignConfig(dataset="digits", budget_s=1000.0, finalists=2, logdir=str(tmp_path))
+    state = DesignState.create(tmp_path, config)
+    state.data["baseline_epoch_costs"] = {n: 1.0 for n in config.preset.baselines}
+    data = SimpleNamespace(spec=SimpleNamespace(input_shape=(1, 8, 8)))
+    ranked = [("[C(64,3,1), C(64,3,1), C(64,3,1), SM(10)]", 0.9),  # deep and wide: dear
+              ("[C(16,3,1), SM(10)]", 0.8), ("[C(32,3,1), SM(10)]", 0.7)]  # fmt: skip
+    measured = []
+
+    def fake_epoch(arch, *args, **kwargs):
+        measured.append(str(arch))
+        return 1000.0 if str(arch).count("C(64") == 3 else 1.0
+
+    monkeypatch.setattr(design_run, "epoch_seconds", fake_epoch)
+    pool = design_run._final_pool(state, data, ranked)
+    designs = [c for c in pool if c.kind == "design"]
+    assert [c.architecture for c in designs] == [ranked[1][0], ranked[2][0]]
+    assert [c.name for c in designs] == ["design 1", "design 2"]
+    assert len(measured) == 3
+    # a resume trains the same pool without measuring again
+    monkeypatch.setattr(design_run, "epoch_seconds", lambda *a, **k: 1 / 0)
+    again = design_run._final_pool(DesignState.open(tmp_path), data, ranked)
+    assert again == pool
