@@ -28,7 +28,7 @@ ALLOWED = {
 
 #: Rooms of ``metaqnn`` from the bottom up: a module may import its own room and rooms below.
 ROOMS = [
-    {"metaqnn.errors", "metaqnn.markdown", "metaqnn.runinfo"},
+    {"metaqnn.errors", "metaqnn.markdown", "metaqnn.runinfo", "metaqnn.runlock"},
     {"metaqnn.core"},
     {"metaqnn.evaluation", "metaqnn.teacher"},
     {"metaqnn.rewards", "metaqnn.learned_optimizer"},
