@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from envs.layers import Architecture
+from gtn.distill import DistilledData
 from gtn.inner_loop import STEP_RULES
 from gtn.meta import teacher_from_checkpoint
 from gtn.teacher import GTNTeacher
@@ -146,6 +147,18 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dd", default=None, help="a Dataset Distillation run (gtn train --method dd)")
 
 
+def _dd_state(run: str, dataset: str) -> dict:
+    """The checkpoint of ``--dd RUN``, refused unless it is a Dataset Distillation run of
+    ``dataset``."""
+    state = load_state(run)[1]
+    if state["kind"] != DistilledData.checkpoint_kind:
+        raise ConfigError(f"--dd {run} is a {state['kind']!r} run, not a Dataset "
+                          "Distillation run (gtn train --method dd)")  # fmt: skip
+    if state["extra"]["dataset"] != dataset:
+        raise ConfigError(f"--dd {run} was trained on {state['extra']['dataset']}")
+    return state
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from metaqnn.core.training import TrainConfig, train_model
 
@@ -154,6 +167,7 @@ def run_eval(args: argparse.Namespace) -> int:
     extra = state["extra"]
     data = load_data(args, name=extra["dataset"])
     teacher = teacher_from_checkpoint(state, device)
+    dd_state = _dd_state(args.dd, data.name) if args.dd else None
     arch = Architecture.parse(args.architecture)
     steps = args.steps or teacher.config.inner_steps
     batch = teacher.config.inner_batch
@@ -170,10 +184,7 @@ def run_eval(args: argparse.Namespace) -> int:
     rows.append(
         [f"{method}, {steps} steps", f"{np.mean(gtn):.4f} ± {np.std(gtn):.4f}", f"{gtn_s:.2f}"]
     )
-    if args.dd:
-        dd_state = load_state(args.dd)[1]
-        if dd_state["extra"]["dataset"] != data.name:
-            raise ConfigError(f"--dd {args.dd} was trained on {dd_state['extra']['dataset']}")
+    if dd_state is not None:
         dd = teacher_from_checkpoint(dd_state, device)
         accs, start = [], time.perf_counter()
         for seed in range(args.seeds):

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from envs.layers import ArchitectureError
+from metaqnn.cli.checks import check_numbers
 from metaqnn.cli.options import EXIT_USER_ERROR
 from metaqnn.errors import MetaQNNError
 from metaqnn.runinfo import package_version
@@ -77,9 +80,18 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (``metaqnn: error: ...``, with
+    the ``--help`` to read) and exit status 2, like every other error of the command line."""
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())
+        self.exit(EXIT_USER_ERROR, f"metaqnn: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand of :data:`COMMANDS`."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="metaqnn", description="CNN architecture search with MetaQNN and GTN rewards."
     )
     parser.add_argument("--version", action="version", version=f"metaqnn {package_version()}")
@@ -93,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        check_numbers(args)
         return COMMANDS[args.command].runner(args.command)(args)
     except (MetaQNNError, ArchitectureError) as exc:
         message = " ".join(str(exc).split())
@@ -101,6 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("metaqnn: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (``metaqnn sample -n 1000 | head -1``): stop quietly, and keep
+        # Python from complaining again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

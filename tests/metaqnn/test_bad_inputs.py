@@ -9,12 +9,15 @@ from metaqnn.cli import main
 
 SEARCH = ["search", "--dataset", "digits", "--reward", "real", "--epochs", "1"]
 DESIGN = ["design", "--dataset", "digits", "--budget", "10m"]
+CORRELATION = ["evaluate", "correlation", "{tmp}/r.csv", "--cheap", "a", "--reference", "b"]
+GTN_TRAIN = ["gtn", "train", "--dataset", "digits", "--outer-steps", "1"]
+TRAIN = ["train", "[C(8,3,1), SM(10)]", "--dataset", "digits", "--out", "{tmp}/run/m.pt"]
 
 CASES = {
     "search --max-models -1": ([*SEARCH, "--max-models", "-1"], "--max-models -1"),
     "search --max-minutes nan": ([*SEARCH, "--max-minutes", "nan"], "--max-minutes nan"),
     "search --max-minutes -5": ([*SEARCH, "--max-minutes", "-5"], "--max-minutes -5"),
-    "search --seed -1": ([*SEARCH, "--seed", "-1"], "seed=-1"),
+    "search --seed -1": ([*SEARCH, "--seed", "-1"], "--seed -1"),
     "search --schedule bogus": ([*SEARCH, "--schedule", "bogus"], "bogus"),
     "search unknown teacher name": (
         ["search", "--dataset", "digits", "--reward", "gtn", "--gtn-checkpoint", "nosuchname"],
@@ -42,6 +45,49 @@ CASES = {
         ["export", "{tmp}/missing.pt", "--out", "{tmp}/m.ts.pt"],
         "missing.pt",
     ),
+    # numeric options: range, sign and finiteness, checked before any work (metaqnn.cli.checks)
+    "gtn train --grad-clip -1": ([*GTN_TRAIN, "--grad-clip", "-1"], "--grad-clip -1"),
+    "gtn train --outer-lr nan": ([*GTN_TRAIN, "--outer-lr", "nan"], "--outer-lr nan"),
+    "gtn train --outer-lr inf": ([*GTN_TRAIN, "--outer-lr", "inf"], "--outer-lr inf"),
+    "gtn train --outer-lr abc": ([*GTN_TRAIN, "--outer-lr", "abc"], "'abc'"),
+    "gtn train --truncate -1": ([*GTN_TRAIN, "--truncate", "-1"], "--truncate -1"),
+    "gtn train --inner-steps 0": ([*GTN_TRAIN, "--inner-steps", "0"], "--inner-steps 0"),
+    "gtn train --meta-batch 0": ([*GTN_TRAIN, "--meta-batch", "0"], "--meta-batch 0"),
+    "gtn train --warm-start -5": ([*GTN_TRAIN, "--warm-start", "-5"], "--warm-start -5"),
+    "gtn train --init-lr 0": ([*GTN_TRAIN, "--init-lr", "0"], "--init-lr 0"),
+    "gtn eval --seeds 0": (
+        ["gtn", "eval", "mnist", "[C(8,3,1), SM(10)]", "--seeds", "0"],
+        "--seeds 0",
+    ),
+    "gtn eval --steps -3": (
+        ["gtn", "eval", "mnist", "[C(8,3,1), SM(10)]", "--steps", "-3"],
+        "--steps -3",
+    ),
+    "gtn sample --per-class 0": (["gtn", "sample", "mnist", "--per-class", "0"], "--per-class 0"),
+    "search --gtn-steps -1": ([*SEARCH, "--gtn-steps", "-1"], "--gtn-steps -1"),
+    "search --workers 0": ([*SEARCH, "--workers", "0"], "--workers 0"),
+    "search --epochs 0": ([*SEARCH[:-1], "0"], "--epochs 0"),
+    "search --replay -1": ([*SEARCH, "--replay", "-1"], "--replay -1"),
+    "train --lr nan": ([*TRAIN, "--lr", "nan"], "--lr nan"),
+    "train --lr -0.1": ([*TRAIN, "--lr", "-0.1"], "--lr -0.1"),
+    "train --epochs 0": ([*TRAIN, "--epochs", "0"], "--epochs 0"),
+    "train --batch-size 0": ([*TRAIN, "--batch-size", "0"], "--batch-size 0"),
+    "train --val-size -1": ([*TRAIN, "--val-size", "-1"], "--val-size -1"),
+    "design --finalists 0": ([*DESIGN, "--finalists", "0"], "--finalists 0"),
+    "report --top 0": (["report", "{tmp}/missing", "--top", "0"], "--top 0"),
+    "evaluate correlation --confidence 1.5": (
+        [*CORRELATION, "--confidence", "1.5"],
+        "--confidence 1.5",
+    ),
+    "lopt train --sigma 0": (["lopt", "train", "--sigma", "0"], "--sigma 0"),
+    "lopt train --noise -0.1": (["lopt", "train", "--noise", "-0.1"], "--noise -0.1"),
+    "sample -n 0": (["sample", "-n", "0"], "--count 0"),
+    "unknown option": ([*TRAIN, "--no-such-option"], "--no-such-option"),
+    # a run of the wrong kind
+    "gtn eval --dd with a GTN teacher": (
+        ["gtn", "eval", "mnist", "[C(8,3,1), SM(10)]", "--seeds", "1", "--dd", "mnist"],
+        "not a Dataset Distillation run",
+    ),
 }
 
 
@@ -50,9 +96,13 @@ def test_a_bad_input_is_one_line_and_leaves_no_run(name, capsys, tmp_path):
     argv, words = CASES[name]
     run = tmp_path / "run"
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    if argv[0] in ("search", "design") and "--resume" not in argv:
+    runs_a_folder = argv[0] in ("search", "design") or argv[:2] == ["gtn", "train"]
+    if runs_a_folder and "--resume" not in argv:
         argv += ["--logdir", str(run)]
-    code = main(argv)
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors (an unknown option, a malformed number)
+        code = exc.code
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2, err
     assert len(err) == 1 and err[0].startswith("metaqnn: error: "), err

@@ -84,10 +84,10 @@ def test_lopt_train_on_the_adam_base_with_burn_in(capsys, tmp_path):
         (["--noise", "-1"], "-1"),
         (["--channels", "a,b"], "'a,b'"),
         (["--channels", "2,2", "--strides", "1"], "(2, 2)"),
-        (["--sigma", "0"], "sigma=0.0"),
-        (["--pairs", "0"], "pairs=0"),
+        (["--sigma", "0"], "--sigma 0.0"),
+        (["--pairs", "0"], "--pairs 0"),
         (["--burn-in", "3"], "burn_in=3"),
-        (["--base", "adam", "--base-lr", "0"], "base_lr=0.0"),
+        (["--base", "adam", "--base-lr", "0"], "--base-lr 0.0"),
     ],
 )
 def test_bad_train_options_are_one_line(capsys, tmp_path, argv, fragment):

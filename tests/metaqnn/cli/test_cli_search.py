@@ -49,4 +49,4 @@ def test_search_errors_are_one_line(capsys, tmp_path):
                     contains=("nope",))  # fmt: skip
     _one_line_error(capsys, "report", str(tmp_path / "nothing"), contains=("no search store",))
     _one_line_error(capsys, "search", "--reward", "real", "--gtn-seeds", "0",
-                    "--logdir", str(tmp_path / "d"), contains=("--gtn-seeds=0",))  # fmt: skip
+                    "--logdir", str(tmp_path / "d"), contains=("--gtn-seeds 0",))  # fmt: skip
