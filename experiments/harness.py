@@ -375,6 +375,7 @@ def _main(
 ) -> int:
     from metaqnn.cli.options import torch_device as _device
     from metaqnn.runinfo import run_metadata
+    from metaqnn.runlock import RunLock
 
     config = load_config(config_cls, args.config, quick=args.quick, overrides=args.set)
     suffix = "-quick" if args.quick else ""
@@ -411,7 +412,8 @@ def _main(
     )
     t0 = time.perf_counter()
     try:
-        outcome = run(config, ctx)
+        with RunLock(work):  # one owner per scratch folder: a second run of it is refused
+            outcome = run(config, ctx)
     finally:
         if ctx._writer is not None:
             ctx._writer.close()

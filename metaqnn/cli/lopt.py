@@ -22,6 +22,7 @@ from metaqnn.learned_optimizer.checkpoints import (
 from metaqnn.learned_optimizer.checkpoints import CheckpointError as _GtnCheckpointError
 from metaqnn.learned_optimizer.es import ESTrainer
 from metaqnn.learned_optimizer.optimizer import BASES, THETA_INITS, LOptConfig
+from metaqnn.runlock import RunLock
 
 
 # ------------------------------------------------------------------ helpers
@@ -130,6 +131,9 @@ def run_train(args: argparse.Namespace) -> int:
         )  # fmt: skip
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.logdir or f"runs/lopt/{data_name}__noise{args.noise:g}__{stamp}")
+        if (run_dir / CHECKPOINT_NAME).exists():
+            raise ConfigError(f"{run_dir} already holds a learned optimizer: resume it with "
+                              f"--resume {run_dir}, or choose another --logdir")  # fmt: skip
         extra = {
             "dataset": data_name,
             "val_size": args.val_size,
@@ -143,14 +147,15 @@ def run_train(args: argparse.Namespace) -> int:
     trainer = trainer_for(
         extra, data, es, lopt, device, logdir=run_dir / "tb", checkpoint=run_dir / CHECKPOINT_NAME
     )
+    lock = RunLock(run_dir).acquire()  # one owner: a second writer is refused
     if state is not None:
         trainer.load_state(state)
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
         trainer.log_hyperparameters(extra)
     start = time.perf_counter()
     limit = None if args.max_minutes is None else 60 * args.max_minutes
-    history = trainer.run(progress=not args.no_progress, time_limit_s=limit)
+    with lock:
+        history = trainer.run(progress=not args.no_progress, time_limit_s=limit)
     wall = time.perf_counter() - start
     last = history[-10:]
     mean_last = sum(r.meta_loss for r in last) / max(1, len(last))

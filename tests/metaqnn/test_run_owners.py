@@ -64,3 +64,42 @@ def test_a_design_run_has_one_owner(capsys, tmp_path):
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+
+
+def test_a_learned_optimizer_run_has_one_owner_and_is_never_overwritten(capsys, tmp_path):
+    from metaqnn.cli.lopt import load_state
+    from tests.metaqnn.cli.test_cli_lopt import TINY
+
+    run = tmp_path / "lopt"
+    assert main(["lopt", "train", "--outer-steps", "1", "--logdir", str(run), *TINY]) == 0
+    capsys.readouterr()
+    line = _one_line(capsys, "lopt", "train", "--outer-steps", "2", "--logdir", str(run), *TINY)
+    assert "already holds a learned optimizer" in line and "--resume" in line
+    holder = _holder(run)
+    try:
+        line = _one_line(capsys, "lopt", "train", "--resume", str(run), "--outer-steps", "2")
+        assert f"in use by process {holder.pid}" in line
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert main(["lopt", "train", "--resume", str(run), "--outer-steps", "2",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert load_state(str(run))["step"] == 2
+
+
+def test_an_experiment_scratch_folder_has_one_owner(capsys, tmp_path):
+    from experiments.__main__ import cli
+    from experiments.harness import CONFIG_DIR, config_digest, load_config
+    from experiments.learner_types import Config
+
+    out, work = tmp_path / "out", tmp_path / "work"
+    argv = ["learner_types", "--quick", "--out", str(out), "--work", str(work)]
+    config = load_config(Config, CONFIG_DIR / "learner_types.toml", quick=True)
+    scratch = work / config_digest(config)
+    holder = _holder(scratch)
+    try:
+        assert cli(argv) == 2
+        assert f"in use by process {holder.pid}" in capsys.readouterr().err
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
