@@ -89,21 +89,29 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"metaqnn: error: {message} (see: {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand of :data:`COMMANDS`."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every subcommand of :data:`COMMANDS`.
+
+    With ``only``, just that subcommand's options are added (the others are listed by name
+    and help), so ``metaqnn --version`` or ``metaqnn validate ...`` never import the modules,
+    and torch, that the heavy commands need.
+    """
     parser = OneLineParser(
         prog="metaqnn", description="CNN architecture search with MetaQNN and GTN rewards."
     )
     parser.add_argument("--version", action="version", version=f"metaqnn {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
-        command.configure(name)(sub.add_parser(name, help=command.help, description=command.help))
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        if only is None or name == only:
+            command.configure(name)(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(only=next((a for a in argv[:1] if a in COMMANDS), "")).parse_args(argv)
     try:
         check_numbers(args)
         return COMMANDS[args.command].runner(args.command)(args)
