@@ -15,6 +15,9 @@ from metaqnn.evaluation.corruptions import SEVERITIES
 from metaqnn.evaluation.robustness import RobustnessReport
 from metaqnn.markdown import markdown_table
 
+#: A rate from fewer images than this is flagged as rough, in the table and the figure.
+FEW = 30
+
 
 def _pct(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{100 * value:.1f}"
@@ -68,8 +71,12 @@ def robustness_markdown(report: RobustnessReport, title: str = "Robustness repor
             "makes right again (Kurakin et al. 2016). Fooled images: "
             + ", ".join(f"{ATTACKS[n].label} {report.destruction[n].fooled}" for n in names)
             + ".",
+            *(["Few fooled images: these rates are rough (each image moves a rate by "
+               f"{100 / max(1, min(report.destruction[n].fooled for n in names)):.0f} points)."]
+              if min(report.destruction[n].fooled for n in names) < FEW else []),
             markdown_table(
-                ["transformation", *(ATTACKS[n].label for n in names)],
+                ["transformation",
+                 *(f"{ATTACKS[n].label} (n = {report.destruction[n].fooled})" for n in names)],
                 [[t, *(_pct(report.destruction[n].mean(t)) for n in names)]
                  for t in cfg.destruction_transforms],
             ),
@@ -127,8 +134,12 @@ def plot_robustness(report: RobustnessReport, out_dir: str | Path) -> list[Path]
 
     if report.corruptions:
         fig, ax = plt.subplots(figsize=(8, 5))
-        for name, curve in report.corruptions.items():
-            ax.plot(curve.strengths, curve.accuracies, marker=".", label=name)
+        colours = plt.get_cmap("tab20").colors  # 20 colours; styles tell repeats apart
+        styles = ("-", "--", ":", "-.")
+        for i, (name, curve) in enumerate(report.corruptions.items()):
+            ax.plot(curve.strengths, curve.accuracies, marker=".", label=name,
+                    color=colours[i % len(colours)],
+                    linestyle=styles[i // len(colours) % len(styles)])  # fmt: skip
         ax.set(xlabel="severity", ylabel="accuracy", xticks=list(SEVERITIES), ylim=(0, 1.02))
         ax.legend(fontsize=7, ncol=3)
         save(fig, "corruptions.png")
@@ -139,9 +150,12 @@ def plot_robustness(report: RobustnessReport, out_dir: str | Path) -> list[Path]
         width = 0.8 / len(report.destruction)
         for i, (name, d) in enumerate(report.destruction.items()):
             ax.bar([t + i * width for t in range(len(transforms))],
-                   [d.mean(t) for t in transforms], width, label=ATTACKS[name].label)  # fmt: skip
+                   [d.mean(t) for t in transforms], width,
+                   label=f"{ATTACKS[name].label} (n = {d.fooled})")  # fmt: skip
         ax.set_xticks([t + 0.4 - width / 2 for t in range(len(transforms))], transforms)
-        ax.set(ylabel="destruction rate", ylim=(0, 1))
+        fewest = min(d.fooled for d in report.destruction.values())
+        rough = "; few images, rough rates" if fewest < FEW else ""
+        ax.set(ylabel="destruction rate", ylim=(0, 1), title=f"rates over n fooled images{rough}")
         ax.legend(fontsize=8)
         save(fig, "destruction_rates.png")
 
