@@ -112,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(only=next((a for a in argv[:1] if a in COMMANDS), "")).parse_args(argv)
+    if getattr(args, "no_progress", True) is False and not sys.stderr.isatty():
+        args.no_progress = True  # progress bars in a log file are escape codes, not progress
     try:
         check_numbers(args)
         return COMMANDS[args.command].runner(args.command)(args)
