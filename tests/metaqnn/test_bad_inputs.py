@@ -83,6 +83,10 @@ CASES = {
     "lopt train --noise -0.1": (["lopt", "train", "--noise", "-0.1"], "--noise -0.1"),
     "sample -n 0": (["sample", "-n", "0"], "--count 0"),
     "unknown option": ([*TRAIN, "--no-such-option"], "--no-such-option"),
+    # run folders that cannot be written (a file in the way; /proc takes no folders)
+    "search --logdir under a file": ([*SEARCH, "--logdir", "{tmp}/file/run"], "{tmp}/file/run"),
+    "design --logdir impossible": ([*DESIGN, "--logdir", "/proc/nope/run"], "/proc/nope/run"),
+    "gtn train --logdir impossible": ([*GTN_TRAIN, "--logdir", "/proc/nope/run"], "/proc/nope"),
     # a run of the wrong kind
     "gtn eval --dd with a GTN teacher": (
         ["gtn", "eval", "mnist", "[C(8,3,1), SM(10)]", "--seeds", "1", "--dd", "mnist"],
@@ -96,8 +100,10 @@ def test_a_bad_input_is_one_line_and_leaves_no_run(name, capsys, tmp_path):
     argv, words = CASES[name]
     run = tmp_path / "run"
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    words = words.replace("{tmp}", str(tmp_path))
+    (tmp_path / "file").write_text("a file, not a folder")
     runs_a_folder = argv[0] in ("search", "design") or argv[:2] == ["gtn", "train"]
-    if runs_a_folder and "--resume" not in argv:
+    if runs_a_folder and "--resume" not in argv and "--logdir" not in argv:
         argv += ["--logdir", str(run)]
     try:
         code = main(argv)
