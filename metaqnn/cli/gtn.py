@@ -40,7 +40,8 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dd-epochs", type=int, default=3, help="DD: passes over them")
     p.add_argument("--curriculum", default="full", help="none, all-shuffled, shuffled-batch, full")
     p.add_argument("--inner-steps", type=int, default=32)
-    p.add_argument("--inner-batch", type=int, default=128)
+    p.add_argument("--inner-batch", type=int, default=None,
+                   help="synthetic images per inner step (default: the dataset's)")  # fmt: skip
     p.add_argument("--soft-labels", action="store_true")
     p.add_argument(
         "--inner-rule",
@@ -51,13 +52,17 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-lr", type=float, default=None,
                    help="initial inner learning rate (default: 0.02 for sgd, 0.03 for "
                    "relative)")  # fmt: skip
-    p.add_argument("--generator-hidden", type=int, default=1024)
-    p.add_argument("--noise-dim", type=int, default=128)
+    p.add_argument("--generator-hidden", type=int, default=None,
+                   help="generator hidden width (default: the dataset's)")  # fmt: skip
+    p.add_argument("--noise-dim", type=int, default=None,
+                   help="generator noise size (default: the dataset's)")  # fmt: skip
     p.add_argument("--outer-steps", type=int, default=None,
                    help="outer steps (default 2000); with --resume, extends a run (the cosine "
                    "schedule is recomputed for the new total)")  # fmt: skip
-    p.add_argument("--outer-lr", type=float, default=0.02)
-    p.add_argument("--meta-batch", type=int, default=128)
+    p.add_argument("--outer-lr", type=float, default=None,
+                   help="outer Adam learning rate (default: the dataset's)")  # fmt: skip
+    p.add_argument("--meta-batch", type=int, default=None,
+                   help="real images per meta-loss (default: the dataset's)")  # fmt: skip
     p.add_argument("--intermediate-every", type=int, default=0)
     p.add_argument("--truncate", type=int, default=None, help="backprop through the last N steps")
     p.add_argument("--checkpoint-inner", action="store_true",
@@ -102,10 +107,29 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+#: The teacher sizes that scale with the dataset; a dataset not in the design presets' teacher
+#: recipes (or one that does not set a size) gets :class:`TeacherRun`'s, the GTN paper's.
+SCALED = ("inner_batch", "generator_hidden", "noise_dim", "outer_lr", "meta_batch")
+
+
+def scaled_defaults(dataset: str) -> dict[str, object]:
+    """The defaults of :data:`SCALED` for ``dataset``: the design preset's teacher recipe
+    where it sets them (digits: a 256-wide generator, 32 noise dims), else the paper's."""
+    from metaqnn.design.presets import PRESETS
+
+    base = {f.name: f.default for f in dataclasses.fields(TeacherRun) if f.name in SCALED}
+    preset = PRESETS.get(dataset)
+    teacher = preset.teacher if preset is not None else {}
+    return {k: teacher.get(k, v) for k, v in base.items()}
+
+
 def run_train(args: argparse.Namespace) -> int:
     """``metaqnn gtn train``: the options as a :class:`TeacherRun`, then :func:`train_teacher`."""
     fields = {f.name for f in dataclasses.fields(TeacherRun)}
     values = {k: v for k, v in vars(args).items() if k in fields}
+    for name, default in scaled_defaults(args.dataset).items():
+        if values.get(name) is None:
+            values[name] = default
     result = train_teacher(TeacherRun(**values, progress=not args.no_progress))
     run_dir = result.run_dir
     print(f"checkpoint {run_dir / CHECKPOINT}; resume with: metaqnn gtn train --resume {run_dir}")
