@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -271,10 +272,17 @@ def run_export(args: argparse.Namespace) -> int:
     from gtn.pretrained import export_teacher, sha256
 
     out = Path(args.out)
-    if out.exists() and not args.force:
-        raise ConfigError(f"--out {out} exists; pass --force to overwrite it")
     if out.is_dir():
         raise ConfigError(f"--out {out} is a directory; give a file name")
+    if out.exists() and not out.is_file():
+        raise ConfigError(f"--out {out} is not a regular file; it is never replaced")
+    if out.exists() and not args.force:
+        raise ConfigError(f"--out {out} exists; pass --force to overwrite it")
+    folder = out.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ConfigError(f"--out {out}: {folder} cannot take files")
     _, state = load_state(args.run)
     path = export_teacher(state, out, note=args.note, precision=args.precision)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, step {state['step']}, "

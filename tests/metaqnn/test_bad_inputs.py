@@ -87,6 +87,14 @@ CASES = {
     "search --logdir under a file": ([*SEARCH, "--logdir", "{tmp}/file/run"], "{tmp}/file/run"),
     "design --logdir impossible": ([*DESIGN, "--logdir", "/proc/nope/run"], "/proc/nope/run"),
     "gtn train --logdir impossible": ([*GTN_TRAIN, "--logdir", "/proc/nope/run"], "/proc/nope"),
+    "gtn export --out a device": (
+        ["gtn", "export", "mnist", "--out", "/dev/null", "--force"],
+        "not a regular file",
+    ),
+    "gtn export --out under a file": (
+        ["gtn", "export", "mnist", "--out", "{tmp}/file/t.pt"],
+        "cannot take files",
+    ),
     # a run of the wrong kind
     "gtn eval --dd with a GTN teacher": (
         ["gtn", "eval", "mnist", "[C(8,3,1), SM(10)]", "--seeds", "1", "--dd", "mnist"],
