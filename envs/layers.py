@@ -108,6 +108,9 @@ LAYER_KINDS: dict[type, str] = {
 
 _EXPECTED = "C(filters,kernel,stride), P(size,stride), FC(width), GAP or SM(classes)"
 _ITEM = re.compile(r"^([A-Za-z]+)\s*(?:\(([^()]*)\))?$")
+#: An argument: ASCII digits only (``str.isdigit`` also takes ``６４`` and ``²``), at most 18 of
+#: them, so that ``int`` never meets a number too long to convert.
+_ARGUMENT = re.compile(r"[0-9]{1,18}")
 
 
 def layer_kind(layer: Layer | None) -> str:
@@ -152,10 +155,10 @@ def parse_layer(token: str, position: int = 0) -> Layer:
     values: list[int] = []
     for raw in args.split(",") if args is not None else []:
         raw = raw.strip()
-        if not raw.isdigit() or int(raw) <= 0:
+        if _ARGUMENT.fullmatch(raw) is None or int(raw) <= 0:
             raise ArchitectureParseError(
                 f"bad argument {raw!r} in token {token!r} at position {position}: "
-                "arguments are positive integers",
+                "arguments are positive integers of at most 18 ASCII digits (0-9)",
                 token,
                 position,
             )

@@ -8,9 +8,10 @@ This module imports no command module, so every command can import it.
 from __future__ import annotations
 
 import argparse
+import math
 from typing import TYPE_CHECKING, Any
 
-from envs.layers import Architecture
+from envs.layers import Architecture, Conv, Softmax
 from envs.space import SearchSpace, get_space
 from metaqnn.errors import ConfigError
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     import torch
 
     from metaqnn.core.data import Dataset
+    from metaqnn.core.limits import ArchitectureLimits
     from metaqnn.core.nets import NetConfig
 
 #: Exit status of an error the user can fix (a one-line message on stderr).
@@ -130,3 +132,106 @@ def load_data(args: argparse.Namespace, name: str | None = None) -> Dataset:
         seed=args.seed,
         download=args.download,
     )
+
+
+def _count(text: str) -> int:
+    """A whole number of at least 1, written ``500000000``, ``500_000_000`` or ``5e8``."""
+    try:
+        value = int(text)
+    except ValueError:
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        value = int(number) if math.isfinite(number) and number == int(number) else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1 (5e8)")
+    return value
+
+
+def add_limit_options(p: argparse.ArgumentParser) -> None:
+    """``--max-depth``, ``--max-params``, ``--max-activations`` and ``--max-flops``: the size
+    limits an architecture is checked against before anything is built (defaults:
+    :class:`~metaqnn.core.limits.ArchitectureLimits`)."""
+    from metaqnn.core.limits import DEFAULT_LIMITS as d
+
+    g = p.add_argument_group("architecture limits (checked before anything is built)")
+    g.add_argument("--max-depth", type=_count, default=d.max_depth,
+                   help=f"layers before SM (default {d.max_depth})")  # fmt: skip
+    g.add_argument("--max-params", type=_count, default=d.max_params,
+                   help=f"parameters (default {d.max_params:.0e})")  # fmt: skip
+    g.add_argument("--max-activations", type=_count, default=d.max_activations,
+                   help=f"layer outputs per image (default {d.max_activations:.0e})")  # fmt: skip
+    g.add_argument("--max-flops", type=_count, default=d.max_flops,
+                   help=f"FLOPs per image (default {d.max_flops:.0e})")  # fmt: skip
+
+
+def limits_of(args: argparse.Namespace) -> ArchitectureLimits:
+    """The :class:`~metaqnn.core.limits.ArchitectureLimits` of :func:`add_limit_options`'
+    values."""
+    from metaqnn.core.limits import ArchitectureLimits
+
+    return ArchitectureLimits(
+        max_depth=args.max_depth,
+        max_params=args.max_params,
+        max_activations=args.max_activations,
+        max_flops=args.max_flops,
+    )
+
+
+def check_size(arch: Architecture, dataset: str, limits: ArchitectureLimits) -> None:
+    """Check ``arch`` on ``dataset``'s image shape against ``limits``, by arithmetic alone (an
+    unknown dataset is left to the data loader to report).
+
+    Raises:
+        ArchitectureError: If it cannot be built on those images or is over a limit, naming
+            the layer.
+    """
+    from metaqnn.core.datasets import DATASETS
+    from metaqnn.core.nets import architecture_cost
+
+    spec = DATASETS.get(dataset)
+    if spec is not None:
+        architecture_cost(
+            arch, in_channels=spec.channels, input_size=spec.image_size, limits=limits
+        )
+
+
+def space_for(name: str, dataset: str) -> SearchSpace:
+    """The preset ``name``, refused when its images or classes are not ``dataset``'s (the
+    ``mnist`` space's rules are for 28x28 images, not ``digits``' 8x8)."""
+    from metaqnn.core.datasets import DATASETS
+
+    space, spec = space_of(name), DATASETS.get(dataset)
+    if spec is not None and (space.input_channels, space.input_size, space.num_classes) != (
+        spec.channels, spec.image_size, spec.num_classes
+    ):  # fmt: skip
+        raise ConfigError(
+            f"--space {name} is for {space.input_channels}x{space.input_size}x"
+            f"{space.input_size} images and {space.num_classes} classes, but {dataset} has "
+            f"{'x'.join(map(str, spec.input_shape))} images and {spec.num_classes} classes: "
+            f"use --space {spec.preset} or another preset of that shape"
+        )
+    return space
+
+
+def check_space_size(space: SearchSpace, limits: ArchitectureLimits) -> None:
+    """Refuse a search space whose largest network, ``max_depth`` convs of its most filters
+    and largest kernel that fits, is over ``limits``."""
+    from metaqnn.core.limits import ArchitectureLimitError
+    from metaqnn.core.nets import architecture_cost
+
+    kernels = [k for k in space.conv_kernels if k < space.input_size]
+    if not kernels:
+        return
+    conv = Conv(max(space.conv_filters), max(kernels), min(space.conv_strides))
+    arch = Architecture((conv,) * space.max_depth + (Softmax(space.num_classes),))
+    try:
+        architecture_cost(
+            arch, in_channels=space.input_channels, input_size=space.input_size, limits=limits
+        )
+    except ArchitectureLimitError as exc:
+        raise ConfigError(
+            f"search space {space.name!r} allows {space.max_depth} x {conv} on "
+            f"{space.input_channels}x{space.input_size}x{space.input_size} images: {exc}"
+        ) from None

@@ -15,9 +15,10 @@ from metaqnn.search.workers import BACKENDS
 
 # ------------------------------------------------------------------ search
 def configure_search(p: argparse.ArgumentParser) -> None:
-    from metaqnn.cli.options import add_data_options
+    from metaqnn.cli.options import add_data_options, add_limit_options
 
     add_data_options(p, default_dataset="digits")
+    add_limit_options(p)
     p.add_argument(
         "--reward",
         default="gtn",
@@ -81,6 +82,7 @@ def configure_search(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
+    from metaqnn.cli.options import check_space_size, limits_of, space_for
     from metaqnn.search.loop import SearchConfig
 
     args.workers = 1 if args.workers is None else args.workers
@@ -92,6 +94,8 @@ def _config(args: argparse.Namespace):
     for name in ("epochs", "workers", "replay", "score_size", "gtn_seeds"):
         if getattr(args, name) < (1 if name in ("epochs", "workers", "gtn_seeds") else 0):
             raise ConfigError(f"--{name.replace('_', '-')}={getattr(args, name)} is out of range")
+    if args.space is not None:
+        space_for(args.space, args.dataset)
     backend = args.backend or (
         "ray" if args.address else "inline" if args.workers == 1 else "process"
     )
@@ -110,7 +114,7 @@ def _config(args: argparse.Namespace):
         precision=args.precision,
         channels_last=args.channels_last,
     )
-    return SearchConfig(
+    config = SearchConfig(
         reward=spec,
         space=args.space,
         width_divisor=args.width_divisor,
@@ -121,9 +125,19 @@ def _config(args: argparse.Namespace):
         backend=backend,
         address=args.address,
     )
+    check_space_size(config.search_space(), limits_of(args))
+    return config
 
 
 def run_search(args: argparse.Namespace) -> int:
+    from metaqnn.cli.options import limits_of
+    from metaqnn.core.limits import use_limits
+
+    with use_limits(limits_of(args)):
+        return _search(args)
+
+
+def _search(args: argparse.Namespace) -> int:
     from metaqnn.cli.options import torch_device
     from metaqnn.search.loop import Search
     from metaqnn.search.report import write_report

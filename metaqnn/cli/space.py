@@ -9,7 +9,7 @@ import numpy as np
 
 from envs.graph import count_architectures, state_graph, summarize_state_graph
 from envs.space import RULES
-from metaqnn.cli.options import space_of
+from metaqnn.cli.options import add_limit_options, limits_of, space_of
 from metaqnn.markdown import markdown_table
 
 
@@ -37,14 +37,17 @@ def run_space(args: argparse.Namespace) -> int:
 def configure_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("architecture", help='e.g. "[C(64,3,1), P(2,2), FC(512), SM(10)]"')
     p.add_argument("--space", default="mnist", help="search-space preset whose rules to check")
+    add_limit_options(p)
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from metaqnn.core.nets import count_flops, trace_shapes
+    from metaqnn.core.limits import check_limits
+    from metaqnn.core.nets import trace_shapes
 
     space = space_of(args.space)
     arch = space.validate(args.architecture)
     shapes = trace_shapes(arch, in_channels=space.input_channels, input_size=space.input_size)
+    cost = check_limits(arch, shapes, limits_of(args))
     print(f"{arch} obeys every rule of search space {space.name!r}")
     rows = [
         [
@@ -55,8 +58,7 @@ def run_validate(args: argparse.Namespace) -> int:
         for i, (layer, s) in enumerate(zip(arch, shapes, strict=True))
     ]
     print(markdown_table(["#", "layer", "output shape"], rows))
-    flops = count_flops(arch, in_channels=space.input_channels, input_size=space.input_size)
-    print(f"FLOPs per image: {flops:,}")
+    print(f"FLOPs per image: {cost.flops:,}")
     return 0
 
 

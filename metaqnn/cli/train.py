@@ -11,10 +11,14 @@ from pathlib import Path
 from metaqnn.cli.options import (
     EXIT_FAILED_RUN,
     add_data_options,
+    add_limit_options,
     add_net_options,
+    check_size,
+    limits_of,
     load_data,
     net_config_of,
     parse_architecture,
+    space_for,
     space_of,
     torch_device,
 )
@@ -31,18 +35,29 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--space", default=None, help="also check the rules of this preset")
     add_net_options(p)
+    add_limit_options(p)
     p.add_argument("--out", default=None, help="checkpoint path (default runs/train/...pt)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from metaqnn.core.limits import use_limits
+
+    with use_limits(limits_of(args)):
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     from metaqnn.core.checkpoint import save_checkpoint
+    from metaqnn.core.limits import active_limits
     from metaqnn.core.training import TrainConfig, evaluate, train_architecture
     from metaqnn.runinfo import run_metadata
 
     arch = parse_architecture(args.architecture)
     if args.space is not None:
         space_of(args.space).validate(arch)
+        space_for(args.space, args.dataset)  # its rules are for the dataset's images
+    check_size(arch, args.dataset, active_limits())
     config = TrainConfig(
         epochs=args.epochs if args.epochs is not None else TrainConfig.epochs,
         steps=args.steps,

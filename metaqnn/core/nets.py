@@ -28,6 +28,7 @@ from envs.layers import (
     Softmax,
 )
 from envs.space import output_size
+from metaqnn.core.limits import ArchitectureCost, ArchitectureLimits, check_limits, layer_flops
 from metaqnn.errors import ConfigError
 
 
@@ -305,6 +306,7 @@ def build_model(
     config: NetConfig = NetConfig(),
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
+    limits: ArchitectureLimits | None = None,
 ) -> ArchitectureNet:
     """Build the torch module of an architecture.
 
@@ -312,7 +314,8 @@ def build_model(
     ``ZeroPad2d`` where needed), pools are VALID max pools in floor mode, GAP is an adaptive
     average pool to 1x1. Each conv and FC layer is followed by its normalisation and
     activation; dropout follows :func:`dropout_positions` when ``config.dropout``. Only
-    buildability is checked, not the rules of any search space.
+    buildability and the size limits are checked (before anything is allocated), not the
+    rules of any search space.
 
     Args:
         arch: The architecture.
@@ -321,14 +324,18 @@ def build_model(
         config: Normalisation, activation, dropout and initialisation.
         device: Where the parameters live.
         generator: Random generator of the weight initialisation (default: torch's global).
+        limits: Size limits (default: those in force, see
+            :func:`metaqnn.core.limits.active_limits`).
 
     Returns:
         The module, mapping (N, in_channels, input_size, input_size) to (N, classes) logits.
 
     Raises:
         ArchitectureError: If a layer cannot be built on its input (see :func:`trace_shapes`).
+        ArchitectureLimitError: If the architecture is over a size limit, naming the layer.
     """
     shapes = trace_shapes(arch, in_channels=in_channels, input_size=input_size)
+    check_limits(arch, shapes, limits)
     norm, act, init = NORMS[config.norm], ACTIVATIONS[config.activation], INITS[config.init]
     rates = dict(dropout_positions(arch)) if config.dropout else {}
 
@@ -398,11 +405,23 @@ def count_flops(arch: Architecture, *, in_channels: int, input_size: int) -> int
     Raises:
         ArchitectureError: If the architecture cannot be built on that input.
     """
-    flops = 0
     shapes = trace_shapes(arch, in_channels=in_channels, input_size=input_size)
-    for layer, s in zip(arch.layers, shapes, strict=True):
-        if isinstance(layer, Conv):
-            flops += 2 * s.in_channels * layer.kernel**2 * s.out_channels * s.out_size**2
-        elif isinstance(layer, FullyConnected | Softmax):
-            flops += 2 * s.in_channels * s.in_size**2 * s.out_channels
-    return flops
+    return sum(layer_flops(layer, s) for layer, s in zip(arch.layers, shapes, strict=True))
+
+
+def architecture_cost(
+    arch: Architecture,
+    *,
+    in_channels: int,
+    input_size: int,
+    limits: ArchitectureLimits | None = None,
+) -> ArchitectureCost:
+    """Depth, parameters, activations and FLOPs per image of ``arch``, checked against
+    ``limits`` (default: those in force) by arithmetic alone, as :func:`build_model` does.
+
+    Raises:
+        ArchitectureError: If a layer cannot be built on its input.
+        ArchitectureLimitError: If the architecture is over a limit, naming the layer.
+    """
+    shapes = trace_shapes(arch, in_channels=in_channels, input_size=input_size)
+    return check_limits(arch, shapes, limits)
