@@ -11,8 +11,9 @@ carries its description as JSON in ``_extra_files`` (:data:`METADATA_FILE`)::
     info = json.loads(extra["metadata.json"])  # architecture, input_shape, mean, std, ...
 
 Formats are entries of :data:`EXPORTERS`; a new one is a dict entry. Files are written to a
-temporary file in the target folder and renamed (atomic); an existing file is refused unless
-``force=True``.
+temporary file in the target folder and renamed (atomic, :mod:`metaqnn.core.outputs`); an
+existing file is refused unless ``force=True``, and a folder, device or read-only place at the
+target is refused before any work.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import importlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -37,6 +37,7 @@ from torch.nn.utils import parametrize
 
 from metaqnn.core.checkpoint import Checkpoint, load_checkpoint
 from metaqnn.core.data import load_dataset
+from metaqnn.core.outputs import atomic_write, check_output_path
 from metaqnn.errors import CheckpointError, ConfigError, MetaQNNError
 from metaqnn.runinfo import package_version
 
@@ -203,13 +204,6 @@ def _example(model: nn.Module, example_input: torch.Tensor | None) -> torch.Tens
     return torch.rand((EXAMPLE_BATCH, *shape), generator=generator)  # (N, C, H, W) in [0, 1]
 
 
-def _check_target(path: Path, force: bool) -> None:
-    if path.is_dir():
-        raise ConfigError(f"{path} is a folder; give a file path to export to")
-    if path.exists() and not force:
-        raise ConfigError(f"{path} already exists (use --force to overwrite it)")
-
-
 def export_model(
     model: nn.Module,
     mean: Sequence[float],
@@ -244,13 +238,13 @@ def export_model(
         The path written.
 
     Raises:
-        ConfigError: Unknown format, existing file without ``force``, bad normalisation, a
-            missing example input, a missing optional package, or an export that does not
-            reproduce the model.
+        ConfigError: Unknown format, existing file without ``force``, a path that cannot be
+            written (a folder, a device, a read-only place: found before any work), bad
+            normalisation, a missing example input, a missing optional package, or an export
+            that does not reproduce the model.
     """
-    path = Path(path)
     spec = exporter(format)
-    _check_target(path, force)
+    path = check_output_path(path, force=force, option="export path")
     example = _example(model, example_input)
     if len(mean) != example.shape[1]:
         raise ConfigError(
@@ -269,19 +263,7 @@ def export_model(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **(metadata or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        spec.write(module, example, tmp, info)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: spec.write(module, example, tmp, info))
 
 
 def _cpu_copy(model: nn.Module) -> nn.Module:
@@ -397,7 +379,7 @@ def export_checkpoint(
     out = Path(out_path) if out_path is not None else default_export_path(checkpoint_path, format)
     if out.resolve() == Path(checkpoint_path).resolve():
         raise ConfigError(f"{out} is the checkpoint itself; export to another file")
-    _check_target(out, force)  # before loading anything
+    check_output_path(out, force=force)  # before loading anything
     ckpt = load_checkpoint(checkpoint_path)
     mean, std, source = checkpoint_normalization(ckpt)
     metadata = {
