@@ -344,7 +344,9 @@ def load_meta_checkpoint(
             :data:`TEACHERS`.
 
     Raises:
-        ValueError: One line naming the path and what is wrong with it.
+        ValueError: One line naming the path and what is wrong with it (missing, unreadable,
+            a model checkpoint or another kind, another format version, missing entries, or a
+            teacher tensor that is not finite).
     """
     path = checkpoint_file(path)
     if not path.is_file():
@@ -354,6 +356,11 @@ def load_meta_checkpoint(
     except Exception as exc:  # torch.load raises many unrelated types on corrupt files
         raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
     kinds = [kind] if kind else sorted(TEACHERS)
+    if isinstance(state, dict) and "kind" not in state and "architecture" in state:
+        raise ValueError(
+            f"{path}: is a model checkpoint (`metaqnn train`), not a GTN teacher checkpoint "
+            "(use it with `metaqnn evaluate` or `metaqnn export`)"
+        )
     if not isinstance(state, dict) or state.get("kind") not in kinds:
         found = state.get("kind") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"{path}: not a meta-training checkpoint of kind {kinds} ({found!r})")
@@ -365,7 +372,17 @@ def load_meta_checkpoint(
     missing = required - set(state)
     if missing:
         raise ValueError(f"{path}: checkpoint lacks {sorted(missing)}")
-    return dequantize(state)
+    if not isinstance(state["teacher"], dict):
+        raise ValueError(f"{path}: its teacher is a {type(state['teacher']).__name__}, not a dict")
+    state = dequantize(state)
+    for name, value in state["teacher"].items():
+        if (isinstance(value, torch.Tensor) and value.is_floating_point()
+                and not bool(torch.isfinite(value).all())):  # fmt: skip
+            raise ValueError(
+                f"{path}: teacher tensor {name!r} has non-finite values (NaN or inf): the "
+                "teacher diverged; use an earlier checkpoint or train it again"
+            )
+    return state
 
 
 def teacher_from_checkpoint(

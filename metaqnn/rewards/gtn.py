@@ -47,6 +47,10 @@ class GTNReward:
             learner's forward and backward passes (parameters and updates stay fp32).
         channels_last: Learners and images in channels-last memory format (faster convs on
             GPUs with tensor cores).
+
+    Raises:
+        ConfigError: A bad ``seeds`` or ``precision``, or a teacher whose weights are not
+            finite (it would score every architecture "diverged").
     """
 
     def __init__(
@@ -70,6 +74,12 @@ class GTNReward:
             raise ConfigError(
                 f"GTNReward precision={precision!r}: choose from {', '.join(PRECISIONS)}"
             )
+        for name, value in teacher.state_dict().items():
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise ConfigError(
+                    f"GTNReward: teacher tensor {name!r} has non-finite values (NaN or inf); "
+                    "a diverged teacher cannot score architectures"
+                )
         self.precision, self.channels_last = precision, channels_last
         self.seeds = seeds
         self.vectorize = torch.device(device).type == "cuda" if vectorize is None else vectorize
