@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -38,6 +39,38 @@ def _numbers(text: str | None, option: str, *, low: float = 0.0, high: float = m
     if not values:
         raise ConfigError(f"{option}: no values in {text!r}")
     return tuple(values)
+
+
+def checkpoint_data(args: argparse.Namespace, ckpt: Any, *, split: str = "test") -> Any:
+    """The checkpoint's dataset, split as it was when the model was trained.
+
+    The validation images must be those training held out: the split ``metaqnn train``
+    recorded (its ``seed`` and ``val_size``) is used, whatever ``--seed`` and ``--val-size``
+    say. A checkpoint that predates the record: the seed of its training config (``metaqnn
+    train`` seeds the split and the training with the same ``--seed``) and ``--val-size``
+    (default: the dataset's, as for training); when ``split == "val"`` a one-line warning says
+    so on stderr, since the validation size is a guess.
+
+    Args:
+        args: Options of :func:`metaqnn.cli.options.add_data_options`.
+        ckpt: A :class:`metaqnn.core.checkpoint.Checkpoint`.
+        split: The split that will be evaluated (``"test"`` or ``"val"``).
+
+    Returns:
+        The :class:`metaqnn.core.data.Dataset`.
+    """
+    if ckpt.split is not None:
+        seed, val_size = ckpt.split["seed"], ckpt.split["val_size"]
+    else:
+        seed = ckpt.train_config.seed if ckpt.train_config is not None else args.seed
+        val_size = args.val_size
+        if split == "val":
+            size = "the dataset's default" if val_size is None else str(val_size)
+            print(f"metaqnn: warning: {ckpt.path} records no dataset split; assuming seed {seed} "
+                  f"and {size} validation size (check that these are the images training held "
+                  "out)", file=sys.stderr)  # fmt: skip
+    given = argparse.Namespace(**{**vars(args), "seed": seed, "val_size": val_size})
+    return load_data(given, name=ckpt.dataset)
 
 
 def _out_dir(args: argparse.Namespace, kind: str, stem: str) -> Path:
@@ -128,7 +161,10 @@ def run_robustness(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     device = torch_device(args.device)
     start = time.perf_counter()
-    data = load_data(args, name=args.dataset or ckpt.dataset)
+    if args.dataset in (None, ckpt.dataset):  # the split the model was trained with
+        data = checkpoint_data(args, ckpt, split=args.split)
+    else:
+        data = load_data(args, name=args.dataset)
     if tuple(data.spec.input_shape) != tuple(ckpt.input_shape):
         raise ConfigError(f"{args.checkpoint} expects inputs {ckpt.input_shape}, {data.name} "
                           f"has {data.spec.input_shape}")  # fmt: skip
@@ -136,7 +172,7 @@ def run_robustness(args: argparse.Namespace) -> int:
     # record, else (older checkpoints) that of its dataset loaded with the default split.
     norm = ckpt.metrics.get("normalization")
     if norm is None:
-        stats = data if data.name == ckpt.dataset else load_data(args, name=ckpt.dataset)
+        stats = data if data.name == ckpt.dataset else checkpoint_data(args, ckpt)
         norm = {"mean": stats.mean, "std": stats.std}
     model = PixelModel(ckpt.build_model(device), tuple(norm["mean"]), tuple(norm["std"]))
     split = getattr(data, args.split)
@@ -191,7 +227,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     epochs = args.epochs if args.epochs is not None else 1
     config = TrainConfig(epochs=epochs, steps=args.steps, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed)  # fmt: skip
-    source = load_data(args, name=ckpt.dataset)
+    source = checkpoint_data(args, ckpt)
     source_acc = evaluate(ckpt.build_model(device), source.test).accuracy
     rows, runs = [], []
     for name in args.targets:

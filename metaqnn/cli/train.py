@@ -37,6 +37,7 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     add_net_options(p)
     add_limit_options(p)
     p.add_argument("--out", default=None, help="checkpoint path (default runs/train/...pt)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -49,7 +50,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from metaqnn.core.checkpoint import save_checkpoint
+    from metaqnn.core.divergence import divergence
     from metaqnn.core.limits import active_limits
+    from metaqnn.core.outputs import check_output_path
     from metaqnn.core.training import TrainConfig, evaluate, train_architecture
     from metaqnn.runinfo import run_metadata
 
@@ -67,6 +70,9 @@ def _train(args: argparse.Namespace) -> int:
     )
     net_config = net_config_of(args)
     device = torch_device(args.device)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out or f"runs/train/{args.dataset}__seed{args.seed}__{stamp}.pt")
+    check_output_path(out, force=args.force)  # a bad --out fails now, not after training
     start = time.perf_counter()
     data = load_data(args)
     if arch.num_classes != data.spec.num_classes:
@@ -78,10 +84,11 @@ def _train(args: argparse.Namespace) -> int:
         arch, data.train, data.val, config, net_config=net_config, device=device,
         progress=not args.no_progress,
     )  # fmt: skip
-    if result.status != "ok":
-        print(f"metaqnn: training diverged: {result.reason}", file=sys.stderr)
-        return EXIT_FAILED_RUN
     test = evaluate(result.model, data.test, batch_size=config.eval_batch_size)
+    why = result.reason or divergence(test.loss, arch.num_classes, split="test")
+    if why:  # nonsense is not saved as a model (see metaqnn.core.divergence)
+        print(f"metaqnn: training diverged: {why}; no checkpoint written", file=sys.stderr)
+        return EXIT_FAILED_RUN
     wall = time.perf_counter() - start
     metrics = {
         "val_accuracy": result.val_accuracy,
@@ -95,11 +102,10 @@ def _train(args: argparse.Namespace) -> int:
         "run": run_metadata(device),
         "normalization": {"mean": list(data.mean), "std": list(data.std)},
     }
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out or f"runs/train/{data.name}__seed{args.seed}__{stamp}.pt")
     save_checkpoint(
         out, architecture=arch, net_config=net_config, train_config=config, dataset=data.name,
         input_shape=data.spec.input_shape, state_dict=result.state_dict(), metrics=metrics,
+        split={"seed": args.seed, "val_size": len(data.val)},
     )  # fmt: skip
     print(f"architecture   {arch}")
     print(f"dataset        {data.source}: {len(data.train)} train, {len(data.val)} val, "
@@ -126,7 +132,7 @@ def configure_evaluate(p: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from metaqnn.cli.evaluate import SUBCOMMANDS
+    from metaqnn.cli.evaluate import SUBCOMMANDS, checkpoint_data
     from metaqnn.core.checkpoint import load_checkpoint
     from metaqnn.core.training import evaluate
 
@@ -134,7 +140,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return SUBCOMMANDS[args.what][1](args)
     ckpt = load_checkpoint(args.checkpoint)
     device = torch_device(args.device)
-    data = load_data(args, name=ckpt.dataset)
+    data = checkpoint_data(args, ckpt, split=args.split)  # the split it was trained with
     if tuple(data.spec.input_shape) != tuple(ckpt.input_shape):
         raise ConfigError(
             f"{args.checkpoint} expects inputs {ckpt.input_shape}, {data.name} has "

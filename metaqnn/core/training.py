@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from envs.layers import Architecture
 from metaqnn.core.data import Split, iterate_batches
+from metaqnn.core.divergence import divergence
 from metaqnn.core.nets import NetConfig, build_model, trace_shapes
 from metaqnn.core.optim import OPTIMIZERS, SCHEDULES, lr_at, make_optimizer, warmup_steps
 from metaqnn.errors import ConfigError
@@ -158,7 +159,8 @@ class TrainResult:
     """The outcome of :func:`train_model`.
 
     Attributes:
-        status: ``"ok"`` or ``"diverged"`` (a non-finite loss; no exception is raised).
+        status: ``"ok"`` or ``"diverged"`` (a non-finite or exploded loss, see
+            :mod:`metaqnn.core.divergence`; no exception is raised).
         reason: Why it diverged (empty when ok).
         val_accuracy: Validation accuracy at the end (NaN when diverged).
         val_loss: Validation loss at the end (NaN when diverged).
@@ -290,11 +292,9 @@ def _run_attempt(
         })  # fmt: skip
         bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{out.val.accuracy:.3f}")
         chance = 1.0 / logits.shape[-1] + config.chance_tolerance
-        if not (math.isfinite(train_loss) and math.isfinite(out.val.loss)):
-            out.diverged = (
-                f"loss is not finite in epoch {out.epochs} (train {train_loss}, "
-                f"validation {out.val.loss}) at lr {epoch_lr:.3g}"
-            )
+        why = divergence(out.val.loss, logits.shape[-1], train_loss=train_loss)
+        if why:
+            out.diverged = f"{why} in epoch {out.epochs} at lr {epoch_lr:.3g}"
         elif out.epochs == 1 and batches == full_epoch and out.val.accuracy < chance:
             out.restart = (
                 f"validation accuracy {out.val.accuracy:.4f} is at chance (< {chance:.4f}) "
@@ -331,11 +331,12 @@ def train_model(
     ``"step"`` schedule the learning rate decays by ``lr_decay`` every ``lr_decay_epochs``
     epochs, under ``"cosine"`` and ``"onecycle"`` it is set every step over the attempt's
     budget (see :mod:`metaqnn.core.optim`). If after the first epoch the model is at chance
-    (or its loss is not finite), training restarts from a fresh model with the initial
-    learning rate multiplied by ``restart_lr_factor``, up to ``max_restarts`` times; the last
-    attempt trains to the end of its budget. A loss that becomes non-finite later ends training with
-    ``status="diverged"``. The loss is checked once per epoch, not per step. A step budget
-    that ends within the first epoch skips the chance check.
+    (or its loss is not finite or exploded), training restarts from a fresh model with the
+    initial learning rate multiplied by ``restart_lr_factor``, up to ``max_restarts`` times;
+    the last attempt trains to the end of its budget. A loss that becomes non-finite or
+    explodes later (:mod:`metaqnn.core.divergence`) ends training with ``status="diverged"``.
+    The loss is checked once per epoch, not per step. A step budget that ends within the
+    first epoch skips the chance check.
 
     Args:
         model_factory: Returns a freshly initialised model (called once per attempt, under a
