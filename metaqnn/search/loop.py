@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,12 +22,12 @@ import numpy as np
 from tqdm import tqdm
 
 from envs.cnn_design import CNNDesignEnv
-from envs.space import SearchSpace, get_space
-from metaqnn.errors import ConfigError
+from metaqnn.errors import CheckpointError, ConfigError
 from metaqnn.rewards.result import RewardResult, as_reward, reward_name
-from metaqnn.rewards.spec import RewardSpec, build_reward
+from metaqnn.rewards.spec import build_reward
 from metaqnn.runlock import RunLock
 from metaqnn.search.agent import QLearningAgent, Trajectory, trajectory_of
+from metaqnn.search.config import SearchConfig
 from metaqnn.search.replay import ReplayMemory
 from metaqnn.search.schedule import EpsilonSchedule
 from metaqnn.search.store import ModelRecord, Pending, SearchStore
@@ -36,71 +36,7 @@ from metaqnn.search.workers import Backend, InlineBackend, Outcome, build_backen
 #: Evaluation attempts of an architecture whose worker died or ran out of memory.
 MAX_ATTEMPTS = 2
 
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """A MetaQNN search (stored with the run; a resumed run uses the stored one)."""
-
-    reward: RewardSpec = field(default_factory=RewardSpec)
-    """The reward (its dataset is the search's dataset)."""
-    space: str | None = None
-    """Search-space preset (None: the dataset's)."""
-    width_divisor: int = 1
-    """Divide the space's conv filters and FC widths by this (cheaper models on a CPU)."""
-    schedule: str = "paper"
-    """Epsilon schedule: ``paper``, ``quick``, a factor, or stages ``1.0:30,0.5:10``."""
-    replay: int = 100
-    """Trajectories replayed after each model (MetaQNN: 100)."""
-    alpha: float = 0.01
-    """Q learning rate."""
-    gamma: float = 1.0
-    """Discount."""
-    q_init: float = 0.5
-    """Initial Q-value."""
-    seed: int = 0
-    """Seed of the agent's choices and replay draws."""
-    workers: int = 1
-    """Evaluations at once."""
-    backend: str = "inline"
-    """``inline`` (this process), ``process`` (local workers) or ``ray``."""
-    address: str | None = None
-    """Ray cluster address."""
-    max_repeats: int = 10_000
-    """Stop when this many samples in a row bring no new architecture (space exhausted)."""
-
-    def __post_init__(self) -> None:
-        EpsilonSchedule.parse(self.schedule)  # raises ConfigError on a bad spec
-        if self.seed < 0:
-            raise ConfigError(f"SearchConfig: seed={self.seed} must be >= 0")
-        if self.replay < 0 or self.workers < 1 or self.max_repeats < 1:
-            raise ConfigError(
-                f"SearchConfig: replay={self.replay} must be >= 0, workers="
-                f"{self.workers} >= 1, max_repeats={self.max_repeats} >= 1"
-            )
-
-    def search_space(self) -> SearchSpace:
-        """The (possibly width-scaled) search space."""
-        try:
-            space = get_space(self.space or _preset_of(self.reward.dataset))
-            return space.scale_widths(self.width_divisor)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
-        """Inverse of :meth:`to_dict`."""
-        data = dict(data)
-        return cls(reward=RewardSpec(**data.pop("reward")), **data)
-
-
-def _preset_of(dataset: str) -> str:
-    from metaqnn.core.data import get_spec
-
-    return get_spec(dataset).preset
+__all__ = ["MAX_ATTEMPTS", "Logger", "Search", "SearchConfig"]
 
 
 class Logger(Protocol):
@@ -241,8 +177,8 @@ class Search:
         if lock.run_dir.is_dir():
             lock.acquire()
         try:
-            store = SearchStore.open(run_dir)
-            config = SearchConfig.from_dict(store.config)
+            store = SearchStore.open(run_dir, readonly=False)
+            config = SearchConfig.from_stored(store.config, store.path)
             if workers is not None:
                 backend = config.backend
                 if backend != "ray":  # one worker runs in process, several in worker processes
@@ -268,6 +204,14 @@ class Search:
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
+        try:
+            self._load_state_dict(state)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            what = f"key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            raise CheckpointError(f"{self.store.path}: the stored search state is unusable "
+                                  f"({what:.200})") from None  # fmt: skip
+
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
         self.agent = QLearningAgent.from_state_dict(state["agent"])
         if self.agent.num_actions != self.env.action_space.n:
             raise ConfigError(

@@ -13,8 +13,10 @@ from typing import Any
 from tqdm import tqdm
 
 from envs.layers import Architecture
+from metaqnn.errors import ConfigError
 from metaqnn.markdown import markdown_table
-from metaqnn.rewards.spec import RewardSpec, build_reward
+from metaqnn.rewards.spec import build_reward
+from metaqnn.search.config import SearchConfig
 from metaqnn.search.schedule import EpsilonSchedule
 from metaqnn.search.store import ModelRecord, SearchStore
 
@@ -137,8 +139,23 @@ def plot_figure3(
 
 
 def write_report(store: SearchStore, out_dir: str | os.PathLike[str], *, top: int = 10) -> dict:
-    """Write ``top.csv``, ``top.md`` and ``figure3.png`` into ``out_dir``; return the paths."""
-    out = Path(out_dir)
+    """Write ``top.csv``, ``top.md`` and ``figure3.png`` into ``out_dir``; return the paths.
+
+    Raises:
+        CheckpointError: If the store holds an unusable config or rows.
+        ConfigError: If ``out_dir`` cannot be written (a read-only run folder).
+    """
+    config = SearchConfig.from_stored(store.config, store.path)
+    try:
+        return _write_report(store, config, Path(out_dir), top)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the report to {out_dir} ({exc.strerror or exc}); write it "
+            "elsewhere with `metaqnn report RUN_DIR --out DIR`"
+        ) from None
+
+
+def _write_report(store: SearchStore, config: SearchConfig, out: Path, top: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     rows = top_rows(store, top)
     with open(out / "top.csv", "w", newline="") as f:
@@ -146,14 +163,13 @@ def write_report(store: SearchStore, out_dir: str | os.PathLike[str], *, top: in
         writer.writeheader()
         writer.writerows(rows)
     models = store.models()
-    config = store.config
-    schedule = EpsilonSchedule.parse(config["schedule"])
+    schedule = EpsilonSchedule.parse(config.schedule)
     failed = sum(m.status != "ok" for m in models)
     lines = [
         f"# Search {out.name}",
         "",
         f"{len(models)} of {schedule.total} unique models ({failed} failed); reward "
-        f"`{config['reward']['name']}` on `{config['reward']['dataset']}`.",
+        f"`{config.reward.name}` on `{config.reward.dataset}`.",
         "",
         markdown_table(COLUMNS, [[_fmt(r[c]) for c in COLUMNS] for r in rows]),
         "",
@@ -180,7 +196,8 @@ def retrain_top(
 ) -> list[dict[str, Any]]:
     """Retrain the top ``k`` on real data with MetaQNN's full recipe for ``epochs`` epochs,
     measure test accuracy, and store the results (already retrained ones are skipped)."""
-    spec = RewardSpec(**store.config["reward"])
+    store.check_writable()  # before hours of training, not after
+    spec = SearchConfig.from_stored(store.config, store.path).reward
     spec = replace(
         spec,
         name="real",

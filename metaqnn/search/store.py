@@ -20,6 +20,7 @@ from typing import Any
 
 from metaqnn.errors import CheckpointError, ConfigError
 from metaqnn.rewards.result import RewardResult
+from metaqnn.search.integrity import check_row, check_state
 
 FORMAT_VERSION = 1
 DB_NAME = "search.db"
@@ -105,12 +106,22 @@ class SearchStore:
     scripts) may open it at any time.
     """
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
-        self.path, self._db = path, connection
+    def __init__(
+        self, path: Path, connection: sqlite3.Connection, *, readonly: bool = False
+    ) -> None:
+        self.path, self._db, self.readonly = path, connection, readonly
 
     # ------------------------------------------------------------------ opening
     @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
+    def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+        if readonly:  # no journal set-up, no lock file: works in a folder nobody may write
+            uri = f"{path.resolve().as_uri()}?mode=ro"
+            try:
+                db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:  # a WAL store whose -shm file cannot be made
+                db = sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None)
+            return db
         db = sqlite3.connect(path, isolation_level=None, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
@@ -155,11 +166,18 @@ class SearchStore:
         return cls(path, cls._connect(path))
 
     @classmethod
-    def open(cls, run_dir: str | os.PathLike[str]) -> SearchStore:
-        """The store of an existing run (a run folder or its ``search.db``).
+    def open(cls, run_dir: str | os.PathLike[str], *, readonly: bool | None = None) -> SearchStore:
+        """The store of an existing run (a run folder or its ``search.db``), checked whole:
+        its pages (SQLite's ``quick_check``), its JSON values and the shape of the state.
+
+        Args:
+            run_dir: The run folder or its ``search.db``.
+            readonly: Open for reading only (None: when the file or its folder cannot be
+                written, as in a read-only copy of a run; writing then raises).
 
         Raises:
-            CheckpointError: If there is no store there, or it is not one of ours.
+            CheckpointError: If there is no store there, it is not one of ours, it is
+                damaged, or (``readonly=False``) it cannot be written.
         """
         path = Path(run_dir)
         if path.is_dir():
@@ -168,29 +186,69 @@ class SearchStore:
             raise CheckpointError(
                 f"no search store at {path} (expected a run folder made by `metaqnn search`)"
             )
+        writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+        if readonly is None:
+            readonly = not writable
+        elif not readonly and not writable:
+            raise CheckpointError(f"{path} is read-only: it can be read (metaqnn report), "
+                                  "not continued or written")  # fmt: skip
         try:
-            db = cls._connect(path)
-            version = db.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()
+            db = cls._connect(path, readonly)
+            problems = [row[0] for row in db.execute("PRAGMA quick_check(3)").fetchall()]
+            meta = db.execute("SELECT key, value FROM meta").fetchall()
         except sqlite3.DatabaseError as exc:
-            raise CheckpointError(f"{path} is not a search store: {exc}") from None
-        if version is None or json.loads(version[0]) != FORMAT_VERSION:
+            damaged = "malformed" in str(exc) or "corrupt" in str(exc)
+            raise CheckpointError(
+                f"{path} is {'damaged' if damaged else 'not a search store'}: {exc}"
+            ) from None
+        store = cls(path, db, readonly=readonly)
+        if problems != ["ok"]:
+            db.close()
+            raise CheckpointError(f"{path} is damaged: {'; '.join(map(str, problems))[:200]}")
+        version = dict(meta).get("format_version")
+        if version is None or store._json("format_version", version) != FORMAT_VERSION:
+            db.close()
             raise CheckpointError(
                 f"{path}: unsupported store format {version}; expected {FORMAT_VERSION}"
             )
-        return cls(path, db)
+        try:
+            for key, value in meta:
+                store._json(key, value)
+            check_state(store.state(), path)
+        except CheckpointError:
+            db.close()
+            raise
+        return store
 
     def close(self) -> None:
         """Close the database."""
         self._db.close()
 
     # ------------------------------------------------------------------ reading
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise CheckpointError(f"{self.path} cannot be read: {exc}") from None
+
+    def _json(self, key: str, text: Any) -> Any:
+        try:
+            return json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{self.path}: the stored {key!r} is not JSON ({exc})") from None
+
     def meta(self, key: str) -> Any:
-        """A JSON value of the ``meta`` table (``config``, ``run``, ``state``...), or None."""
-        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        """A JSON value of the ``meta`` table (``config``, ``run``, ``state``...), or None.
+
+        Raises:
+            CheckpointError: If the stored value is not JSON.
+        """
+        rows = self._rows("SELECT value FROM meta WHERE key=?", (key,))
+        return None if not rows else self._json(key, rows[0][0])
 
     def set_meta(self, key: str, value: Any) -> None:
         """Store a JSON value under ``key`` in the run's ``meta`` table."""
+        self.check_writable()
         with self._db:
             self._db.execute(
                 "INSERT INTO meta VALUES (?, ?) "
@@ -208,37 +266,57 @@ class SearchStore:
         return self.meta("state")
 
     def models(self) -> list[ModelRecord]:
-        """Every evaluated architecture, in order of completion."""
+        """Every evaluated architecture, in order of completion.
+
+        Raises:
+            CheckpointError: If a row holds a value of the wrong type (a reward that is not
+                a number).
+        """
         names = [f.name for f in fields(ModelRecord)]
-        rows = self._db.execute(f"SELECT {', '.join(names)} FROM models ORDER BY id").fetchall()
-        return [ModelRecord(*row) for row in rows]
+        rows = self._rows(f"SELECT {', '.join(names)} FROM models ORDER BY id")
+        return [self._record(row) for row in rows]
+
+    def _record(self, row: tuple[Any, ...]) -> ModelRecord:
+        record = ModelRecord(*row)
+        check_row(record, self.path)
+        return record
 
     def lookup(self, architecture: str) -> ModelRecord | None:
         """The record of an architecture, if it was evaluated."""
         names = [f.name for f in fields(ModelRecord)]
-        row = self._db.execute(
+        rows = self._rows(
             f"SELECT {', '.join(names)} FROM models WHERE architecture=?", (architecture,)
-        ).fetchone()
-        return None if row is None else ModelRecord(*row)
+        )
+        return None if not rows else self._record(rows[0])
 
     def count(self) -> int:
         """Number of evaluated architectures."""
-        return self._db.execute("SELECT COUNT(*) FROM models").fetchone()[0]
+        return self._rows("SELECT COUNT(*) FROM models")[0][0]
 
     def pending(self) -> list[Pending]:
-        """Architectures dispatched and not yet recorded, in dispatch order."""
-        rows = self._db.execute(
-            "SELECT architecture, epsilon, attempts FROM pending ORDER BY rowid"
-        ).fetchall()
+        """Architectures dispatched and not yet recorded, in dispatch order (``attempts``
+        is 0 for one parked after machinery failures: see :mod:`metaqnn.search.failures`)."""
+        rows = self._rows("SELECT architecture, epsilon, attempts FROM pending ORDER BY rowid")
         return [Pending(*row) for row in rows]
 
     def retrained(self) -> dict[str, dict[str, Any]]:
         """Retraining results by architecture."""
-        cur = self._db.execute("SELECT * FROM retrained")
-        names = [d[0] for d in cur.description]
-        return {row[0]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}
+        names = ["architecture", "epochs", "val_accuracy", "test_accuracy", "status",
+                 "wall_time_s", "finished_at"]  # fmt: skip
+        rows = self._rows(f"SELECT {', '.join(names)} FROM retrained")
+        return {row[0]: dict(zip(names, row, strict=True)) for row in rows}
 
     # ------------------------------------------------------------------ writing
+    def check_writable(self) -> None:
+        """Raise unless this store can be written.
+
+        Raises:
+            CheckpointError: If it was opened read-only (a read-only run folder).
+        """
+        if self.readonly:
+            raise CheckpointError(f"{self.path} is read-only (opened for reading only): copy "
+                                  "the run folder somewhere writable to change it")  # fmt: skip
+
     def _set_state(self, state: dict[str, Any]) -> None:
         self._db.execute(
             "INSERT INTO meta VALUES ('state', ?) ON CONFLICT(key) DO UPDATE SET "
@@ -248,6 +326,7 @@ class SearchStore:
 
     def record_dispatch(self, item: Pending, state: dict[str, Any]) -> None:
         """Mark an architecture as in flight and save the state, in one transaction."""
+        self.check_writable()
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
@@ -269,6 +348,7 @@ class SearchStore:
         """Insert one evaluated architecture with where and when it was sampled, clear it from
         ``pending`` and save the search ``state``, in one transaction. Non-finite
         measurements are stored as NULL. Returns the stored record."""
+        self.check_writable()
         row = {
             "architecture": result.architecture, "status": result.status,
             "reason": result.reason, "reward": result.reward,
@@ -296,6 +376,7 @@ class SearchStore:
 
     def save_state(self, state: dict[str, Any]) -> None:
         """Save the search state alone."""
+        self.check_writable()
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._set_state(state)
@@ -303,6 +384,7 @@ class SearchStore:
     def record_retrained(self, architecture: str, epochs: int, result: dict[str, Any]) -> None:
         """Store a retraining result (``val_accuracy``, ``test_accuracy``, ``status``,
         ``wall_time_s``)."""
+        self.check_writable()
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
