@@ -8,13 +8,15 @@ reward, one already in flight is not dispatched twice. A dispatch and a result a
 transaction with the whole search state, so a killed search resumes exactly
 (:meth:`Search.resume`): architectures in flight at the kill are dispatched again, nothing
 recorded is evaluated again, and with one worker the same seed gives the same sequence.
+A failure of the machinery (a worker died, the data could not be read) is not recorded as the
+architecture's result: it stays pending for a resume (:mod:`metaqnn.search.failures`).
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,15 +28,20 @@ from metaqnn.errors import CheckpointError, ConfigError
 from metaqnn.rewards.result import RewardResult, as_reward, reward_name
 from metaqnn.rewards.spec import build_reward
 from metaqnn.runlock import RunLock
-from metaqnn.search.agent import QLearningAgent, Trajectory, trajectory_of
+from metaqnn.search.agent import QLearningAgent, trajectory_of
 from metaqnn.search.config import SearchConfig
+from metaqnn.search.failures import (
+    MACHINERY,
+    MAX_ATTEMPTS,
+    PARKED_ATTEMPTS,
+    RETRIED,
+    InFlight,
+    Parking,
+)
 from metaqnn.search.replay import ReplayMemory
 from metaqnn.search.schedule import EpsilonSchedule
 from metaqnn.search.store import ModelRecord, Pending, SearchStore
 from metaqnn.search.workers import Backend, InlineBackend, Outcome, build_backend
-
-#: Evaluation attempts of an architecture whose worker died or ran out of memory.
-MAX_ATTEMPTS = 2
 
 __all__ = ["MAX_ATTEMPTS", "Logger", "Search", "SearchConfig"]
 
@@ -50,13 +57,6 @@ class Logger(Protocol):
 
 #: The store's meta key naming a reward that was handed to the search as an object.
 CUSTOM_REWARD_KEY = "custom_reward"
-
-
-@dataclass
-class _InFlight:
-    trajectory: Trajectory
-    epsilon: float
-    attempts: int
 
 
 class Search:
@@ -119,7 +119,8 @@ class Search:
         self.samples = 0
         self.cache_hits = 0
         self.elapsed_s = 0.0
-        self.in_flight: dict[str, _InFlight] = {}
+        self.in_flight: dict[str, InFlight] = {}
+        self.parking = Parking()  # architectures the machinery failed on (see failures.py)
         self.models: list[ModelRecord] = store.models()
         self._by_arch = {m.architecture: m for m in self.models}
         state = store.state()
@@ -132,9 +133,10 @@ class Search:
         self.backend = backend or build_backend(
             config.backend, config.reward, config.workers, config.address
         )
-        for item in store.pending():  # in flight when the last run stopped: dispatch again
+        for item in store.pending():  # in flight (or parked) when the last run stopped
             traj = trajectory_of(self.env, item.architecture)
-            self.in_flight[item.architecture] = _InFlight(traj, item.epsilon, item.attempts)
+            attempts = max(1, item.attempts)  # a parked one gets its attempts afresh
+            self.in_flight[item.architecture] = InFlight(traj, item.epsilon, attempts)
             self.backend.submit(item.architecture)
 
     # ------------------------------------------------------------------ construction
@@ -230,6 +232,11 @@ class Search:
         return len(self.models)
 
     @property
+    def _claimed(self) -> int:
+        """Places of the schedule taken: recorded, in flight, or parked."""
+        return self.done + len(self.in_flight) + len(self.parking)
+
+    @property
     def finished(self) -> bool:
         """Whether the schedule's unique models are all recorded."""
         return self.done >= self.schedule.total
@@ -297,6 +304,8 @@ class Search:
                         bar.set_postfix_str(self._postfix(start, start_done), refresh=False)
                         if self.logger is not None:
                             self.logger.log(record, self)
+            if self.parking:
+                bar.write(self.parking.summary())
         finally:
             bar.close()
             if self.in_flight:
@@ -328,11 +337,8 @@ class Search:
     def _fill(self, target: int) -> None:
         """Sample and dispatch until the backend is full (or the target is in flight)."""
         repeats = 0
-        while (
-            self.backend.in_flight() < self.backend.capacity
-            and self.done + len(self.in_flight) < target
-        ):
-            epsilon = self.schedule.epsilon(self.done + len(self.in_flight))
+        while self.backend.in_flight() < self.backend.capacity and self._claimed < target:
+            epsilon = self.schedule.epsilon(self._claimed)
             trajectory = self.agent.episode(self.env, epsilon, self.rng)
             self.samples += 1
             arch = trajectory.architecture
@@ -342,13 +348,13 @@ class Search:
                 self.replay_memory.add(trajectory, cached.reward)
                 self.replay_memory.replay(self.agent, self.config.replay, self.rng)
                 repeats += 1
-            elif arch in self.in_flight:  # sampled again while it trains: not twice
+            elif arch in self.in_flight or arch in self.parking:  # not twice, and no reward
                 repeats += 1
                 if repeats >= 100:
                     return  # let results arrive first
             else:
                 repeats = 0
-                self.in_flight[arch] = _InFlight(trajectory, epsilon, 1)
+                self.in_flight[arch] = InFlight(trajectory, epsilon, 1)
                 self.store.record_dispatch(Pending(arch, epsilon, 1), self.state_dict())
                 self.backend.submit(arch)
             if repeats >= self.config.max_repeats:
@@ -364,14 +370,20 @@ class Search:
         item = self.in_flight.get(outcome.architecture)
         if item is None:  # not ours (e.g. a duplicate after a pool restart)
             return None
-        if outcome.kind in ("died", "oom") and item.attempts < MAX_ATTEMPTS:
+        arch = outcome.architecture
+        if outcome.kind in RETRIED and item.attempts < MAX_ATTEMPTS:
             item.attempts += 1
-            self.store.record_dispatch(
-                Pending(outcome.architecture, item.epsilon, item.attempts), self.state_dict()
-            )
-            self.backend.submit(outcome.architecture)
+            self.store.record_dispatch(Pending(arch, item.epsilon, item.attempts),
+                                       self.state_dict())  # fmt: skip
+            self.backend.submit(arch)
             return None
-        del self.in_flight[outcome.architecture]
+        del self.in_flight[arch]
+        if outcome.kind in MACHINERY:  # not the architecture's result: pending for a resume
+            self.store.record_dispatch(Pending(arch, item.epsilon, PARKED_ATTEMPTS),
+                                       self.state_dict())  # fmt: skip
+            self.parking.park(arch, f"{outcome.kind}: {outcome.error}"[:200])
+            return None
+        self.parking.result()
         result = outcome.result
         if outcome.kind != "ok" or result is None:  # MetaQNN: a failed model scores 1 / classes
             reason = f"{outcome.kind}: {outcome.error}"

@@ -3,7 +3,10 @@
 A backend takes architecture strings (:meth:`submit`) and hands back :class:`Outcome` s as
 they finish (:meth:`wait`). Each worker builds its reward once from a
 :class:`metaqnn.rewards.spec.RewardSpec`. A worker that dies or runs out of memory yields an
-outcome of kind ``died`` / ``oom``; the search decides whether to retry.
+outcome of kind ``died`` / ``oom``, a failure around the model (unreadable data, a broken
+setup) one of kind ``machinery``; the search decides whether to retry
+(:mod:`metaqnn.search.failures`). Worker processes ignore Ctrl-C (the parent stops them) and
+end with their parent, even one killed with ``kill -9`` (:mod:`metaqnn.search.lifeline`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from envs.layers import Architecture
 from metaqnn.errors import ConfigError
 from metaqnn.rewards.result import EvaluatingReward, RewardResult, RewardShapeError
 from metaqnn.rewards.spec import RewardSpec, build_reward
+from metaqnn.search.failures import is_machinery_failure
+from metaqnn.search.lifeline import ignoring_sigint, quiet_resource_tracker, tie_to_parent
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,9 @@ class Outcome:
     Attributes:
         architecture: The architecture string.
         kind: ``ok`` (``result`` holds the reward result), ``oom`` (out of memory), ``died``
-            (the worker process died) or ``error`` (the evaluation raised).
+            (the worker process died), ``machinery`` (a failure around the model: the data
+            could not be read, the reward could not be set up) or ``error`` (the model
+            failed).
         result: :class:`metaqnn.rewards.spec.RewardResult` fields as a dict (``ok`` only).
         error: What went wrong (empty when ok).
         worker: Which worker ran it (host:pid).
@@ -73,7 +80,8 @@ def _run(reward: EvaluatingReward, architecture: str) -> Outcome:
     except torch.OutOfMemoryError as exc:
         return Outcome(architecture, "oom", None, f"out of memory: {exc}".strip(), _worker_name())
     except Exception as exc:  # any failure of one model is recorded, the search goes on
-        return Outcome(architecture, "error", None, f"{type(exc).__name__}: {exc}", _worker_name())
+        kind = "machinery" if is_machinery_failure(exc) else "error"
+        return Outcome(architecture, kind, None, f"{type(exc).__name__}: {exc}", _worker_name())
     return Outcome(architecture, "ok", result, "", _worker_name())
 
 
@@ -119,8 +127,9 @@ class InlineBackend:
 _REWARD: EvaluatingReward | None = None
 
 
-def _init_worker(spec: RewardSpec, threads: int) -> None:
+def _init_worker(spec: RewardSpec, threads: int, parent: int) -> None:
     global _REWARD
+    tie_to_parent(parent)
     torch.set_num_threads(threads)
     _REWARD = build_reward(spec)
 
@@ -132,7 +141,8 @@ def _evaluate_in_worker(architecture: str) -> Outcome:
 class ProcessBackend:
     """Local worker processes (``spawn``), each building the reward once, with the CPU threads
     split between them. A worker that dies breaks the pool: its evaluations come back as
-    ``died`` and a fresh pool is started.
+    ``died`` and a fresh pool is started. Workers ignore SIGINT (Ctrl-C reaches the whole
+    process group; the parent stops them) and end when the parent does.
 
     Args:
         spec: The reward every worker builds.
@@ -151,6 +161,8 @@ class ProcessBackend:
         self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
         self.capacity = workers * (1 + queue)
         self._futures: dict[cf.Future, str] = {}
+        if os.name == "posix":
+            quiet_resource_tracker()
         self._pool = self._start()
 
     def _start(self) -> cf.ProcessPoolExecutor:
@@ -158,16 +170,17 @@ class ProcessBackend:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self.spec, self.threads),
+            initargs=(self.spec, self.threads, os.getpid()),
         )
 
     def submit(self, architecture: str) -> None:
         """Start evaluating an architecture on a free worker."""
-        try:
-            future = self._pool.submit(_evaluate_in_worker, architecture)
-        except cf.BrokenExecutor:
-            self._pool = self._start()
-            future = self._pool.submit(_evaluate_in_worker, architecture)
+        with ignoring_sigint():  # workers start here: they inherit SIG_IGN from the start
+            try:
+                future = self._pool.submit(_evaluate_in_worker, architecture)
+            except cf.BrokenExecutor:
+                self._pool = self._start()
+                future = self._pool.submit(_evaluate_in_worker, architecture)
         self._futures[future] = architecture
 
     def in_flight(self) -> int:
@@ -190,15 +203,27 @@ class ProcessBackend:
             except RewardShapeError:
                 raise
             except Exception as exc:  # e.g. the reward could not be built in the worker
-                outcomes.append(Outcome(arch, "error", None, f"{type(exc).__name__}: {exc}", "?"))
+                error = f"{type(exc).__name__}: {exc}"
+                outcomes.append(Outcome(arch, "machinery", None, error, "?"))
         if broken:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._start()
         return outcomes
 
     def close(self) -> None:
-        """Stop the workers (evaluations still running are abandoned)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop the workers; evaluations still running are abandoned and their workers ended
+        at once (on Ctrl-C, an error or a time limit, the program does not wait for them)."""
+        if not self._futures:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            return
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        self._futures.clear()
+        # waited for (the workers are gone): the pool's queues are released in order, and
+        # the resource tracker has no leaked semaphores to warn about at exit
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ------------------------------------------------------------------ Ray
