@@ -27,11 +27,17 @@ NUMERIC_COLUMNS = {
 }
 
 
-def check_state(state: Any, path: object) -> None:
+def check_state(state: Any, path: object, *, whole: bool = False) -> None:
     """Check the shape of a stored search state (None: none stored yet).
 
+    Args:
+        state: The stored state.
+        path: The store, for the message.
+        whole: Also require the :data:`STATE_KEYS` (what a resume needs; the store itself
+            keeps any object).
+
     Raises:
-        CheckpointError: If it is not an object with the :data:`STATE_KEYS`.
+        CheckpointError: If it is not an object (or, ``whole``, lacks a key).
     """
     if state is None:
         return
@@ -40,7 +46,7 @@ def check_state(state: Any, path: object) -> None:
             f"{path}: the stored search state is a {type(state).__name__}, not an object"
         )
     missing = [key for key in STATE_KEYS if key not in state]
-    if missing:
+    if whole and missing:
         raise CheckpointError(f"{path}: the stored search state lacks {', '.join(missing)}")
 
 

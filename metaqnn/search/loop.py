@@ -38,6 +38,7 @@ from metaqnn.search.failures import (
     InFlight,
     Parking,
 )
+from metaqnn.search.integrity import check_state
 from metaqnn.search.replay import ReplayMemory
 from metaqnn.search.schedule import EpsilonSchedule
 from metaqnn.search.store import ModelRecord, Pending, SearchStore
@@ -206,6 +207,7 @@ class Search:
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
+        check_state(state, self.store.path, whole=True)
         try:
             self._load_state_dict(state)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:

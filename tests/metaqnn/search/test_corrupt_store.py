@@ -84,12 +84,23 @@ def test_malformed_state_json_is_one_line(intact, tmp_path, capsys):
     assert all("'state' is not JSON" in line for line in _one_line_errors(run, capsys))
 
 
-def test_state_missing_a_key_is_one_line(intact, tmp_path, capsys):
+def test_state_missing_a_key_is_one_line_on_resume_and_no_matter_to_report(
+    intact, tmp_path, capsys
+):
     run = _copy(intact, tmp_path)
     state = SearchStore.open(run).state()
     del state["agent"]
     _sql(run, "UPDATE meta SET value=? WHERE key='state'", json.dumps(state))
-    assert all("lacks agent" in line for line in _one_line_errors(run, capsys))
+    assert main(["search", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"metaqnn: error: {run}/search.db: the stored search state lacks agent"]
+    assert main(["report", str(run)]) == 0  # the report reads the models only
+
+
+def test_state_that_is_not_an_object_is_one_line(intact, tmp_path, capsys):
+    run = _copy(intact, tmp_path)
+    _sql(run, "UPDATE meta SET value=? WHERE key='state'", "[1, 2]")
+    assert all("state is a list, not an object" in line for line in _one_line_errors(run, capsys))
 
 
 def test_state_with_a_broken_q_table_is_one_line_on_resume(intact, tmp_path, capsys):
