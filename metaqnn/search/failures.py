@@ -14,9 +14,13 @@ machinery fails on :data:`MAX_PARKED_IN_A_ROW` architectures in a row the search
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from metaqnn.errors import MetaQNNError
 from metaqnn.search.agent import Trajectory
+
+if TYPE_CHECKING:
+    from metaqnn.search.store import ModelRecord
 
 #: Evaluation attempts of an architecture whose worker died, ran out of memory or met a
 #: machinery failure.
@@ -45,6 +49,20 @@ def is_machinery_failure(exc: BaseException) -> bool:
     (the package's own errors: missing or unreadable data, a bad checkpoint, a broken setup;
     and operating-system errors) rather than the architecture's."""
     return isinstance(exc, MetaQNNError | OSError)
+
+
+#: Reasons with which earlier versions recorded machinery failures as models' results.
+LEGACY_REASONS = (
+    "died: ",
+    *(f"error: {name}: " for name in ("DatasetNotFoundError", "DataFormatError",
+      "CheckpointError", "OSError", "FileNotFoundError", "PermissionError")),
+)  # fmt: skip
+
+
+def legacy_machinery_failures(models: list[ModelRecord]) -> list[ModelRecord]:
+    """Rows that earlier versions recorded as failed models although the machinery failed
+    (a dead worker, unreadable data): a resume evaluates them again."""
+    return [m for m in models if m.status == "failed" and m.reason.startswith(LEGACY_REASONS)]
 
 
 @dataclass

@@ -37,6 +37,7 @@ from metaqnn.search.failures import (
     RETRIED,
     InFlight,
     Parking,
+    legacy_machinery_failures,
 )
 from metaqnn.search.integrity import check_state
 from metaqnn.search.replay import ReplayMemory
@@ -127,6 +128,12 @@ class Search:
         state = store.state()
         if state is not None:
             self._load_state(state)
+        for old in legacy_machinery_failures(self.models) if not store.readonly else []:
+            entries = self.replay_memory.entries  # recorded so by an earlier version: again
+            self.replay_memory.entries = [e for e in entries if e[0] != old.architecture]
+            store.requeue(old.architecture, old.epsilon, self.state_dict())
+            self.models.remove(old)
+            del self._by_arch[old.architecture]
         if backend is None and config.backend != "inline":
             # workers build the reward themselves: a broken setup (missing data, a bad
             # teacher) must fail here, in one line, and not as every architecture's result

@@ -369,6 +369,17 @@ class SearchStore:
         self.checkpoint()
         return ModelRecord(id=cur.lastrowid, **{n: row[n] for n in names})
 
+    def requeue(self, architecture: str, epsilon: float, state: dict[str, Any]) -> None:
+        """Take a recorded architecture back to ``pending`` (to be evaluated again, at its
+        epsilon) and save the search ``state``, in one transaction."""
+        self.check_writable()
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM models WHERE architecture=?", (architecture,))
+            self._db.execute("INSERT OR REPLACE INTO pending VALUES (?, ?, 1, ?)",
+                             (architecture, epsilon, _now()))  # fmt: skip
+            self._set_state(state)
+
     def checkpoint(self) -> None:
         """Copy the write-ahead log into ``search.db`` (done after every recorded result, so
         that ``search.db`` alone is a whole, current copy of the run)."""

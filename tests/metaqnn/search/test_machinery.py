@@ -92,6 +92,28 @@ def test_a_dead_worker_is_not_the_architectures_result_and_resume_evaluates_it(t
     assert final.pending() == []
 
 
+def test_a_dead_worker_recorded_as_a_result_by_an_earlier_version_is_evaluated_again(tmp_path):
+    first = Search.create(_config(), tmp_path / "run", backend=InlineBackend(reward=_Reward()))
+    first.run(progress=False, max_models=3)
+    first.close()
+    store = SearchStore.open(tmp_path / "run")
+    # what the earlier version stored when a worker died twice
+    doomed = _sequence(tmp_path)[3]
+    reason = "died: worker process died: A process in the process pool was terminated abruptly"
+    store.record_result(RewardResult.failed(doomed, reason, 0.1), epsilon=1.0, worker="?",
+                        attempts=2, state={**store.state(), "samples": 4})  # fmt: skip
+    store.close()
+
+    reward = _Reward()
+    resumed = Search.resume(tmp_path / "run", backend=InlineBackend(reward=reward))
+    assert resumed.done == 3 and doomed in resumed.in_flight
+    resumed.run(progress=False, max_models=1)
+    resumed.close()
+    assert reward.calls == {doomed: 1}
+    record = SearchStore.open(tmp_path / "run").lookup(doomed)
+    assert record.status == "ok" and record.reason == ""
+
+
 def test_machinery_errors_in_the_evaluation_are_told_apart_from_the_models():
     arch = "[C(16,3,1), SM(10)]"
     data = _Reward(fail={arch: DatasetNotFoundError("digits: no files under /nowhere")})
