@@ -90,6 +90,11 @@ class MetaConfig:
             )
 
 
+class TeacherDivergedError(ValueError):
+    """An outer step left the teacher with non-finite weights (an outer learning rate far too
+    high); the run stops before anything non-finite is logged or saved."""
+
+
 @dataclass(frozen=True)
 class StepRecord:
     """One outer step: meta-loss and learner accuracy on the real meta-batch."""
@@ -197,6 +202,7 @@ class MetaTrainer:
             skipped = not math.isfinite(float(norm)) or not grads
             if not skipped:
                 self.optimizer.step()
+                self._check_finite(step)
         self.optimizer.zero_grad(set_to_none=True)
         record = StepRecord(
             step, loss_value, float(accuracy), skipped, self.scheduler.get_last_lr()[0]
@@ -207,6 +213,18 @@ class MetaTrainer:
         self.step += 1
         self.history.append(record)
         return record
+
+    def _check_finite(self, step: int) -> None:
+        """Raise :class:`TeacherDivergedError` when the update left a non-finite weight (one
+        host sync per outer step, beside the meta-loss's)."""
+        finite = torch.stack([torch.isfinite(p).all() for p in self.trained]).all()
+        if not bool(finite):
+            raise TeacherDivergedError(
+                f"outer step {step}: the teacher's weights became non-finite after the update "
+                f"(outer lr {self.scheduler.get_last_lr()[0]:g}); nothing was saved from this "
+                "step on: lower --outer-lr (or --grad-clip) and start again, or resume the "
+                "last checkpoint"
+            )
 
     # ------------------------------------------------------------------ the loop
     def run(

@@ -29,9 +29,10 @@ POSITIVE = Rule(lambda v: v > 0, "a positive number")
 AT_LEAST_ONE = Rule(lambda v: v >= 1, "an integer of at least 1")
 NON_NEGATIVE = Rule(lambda v: v >= 0, "a number of at least 0")
 FRACTION = Rule(lambda v: 0 < v < 1, "a number strictly between 0 and 1")
+STEP_SIZE = Rule(lambda v: 0 < v <= 1, "a positive number of at most 1 (an Adam step size)")
 
 # learning rates, clips and noise scales
-_POSITIVE = "lr outer_lr init_lr warm_start_lr grad_clip sigma step_mult base_lr beta"
+_POSITIVE = "lr init_lr warm_start_lr grad_clip sigma step_mult base_lr beta"
 # counts and sizes
 _AT_LEAST_ONE = """epochs steps batch_size finalists score_size real_epochs width_divisor
     final_width_divisor gtn_steps gtn_seeds workers max_models top seeds inner_steps
@@ -49,6 +50,7 @@ RULES: dict[str, Rule] = {
     **dict.fromkeys(_AT_LEAST_ONE.split(), AT_LEAST_ONE),
     **dict.fromkeys(_NON_NEGATIVE.split(), NON_NEGATIVE),
     "confidence": FRACTION,
+    "outer_lr": STEP_SIZE,  # the teacher's and the learned optimizer's: 1e6 makes NaN weights
 }
 
 

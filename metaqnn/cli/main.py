@@ -111,10 +111,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(only=next((a for a in argv[:1] if a in COMMANDS), "")).parse_args(argv)
-    if getattr(args, "no_progress", True) is False and not sys.stderr.isatty():
-        args.no_progress = True  # progress bars in a log file are escape codes, not progress
     try:
+        command = next((a for a in argv[:1] if a in COMMANDS), "")
+        args = build_parser(only=command).parse_args(argv)  # imports the command's module
+        if getattr(args, "no_progress", True) is False and not sys.stderr.isatty():
+            args.no_progress = True  # progress bars in a log file are escape codes
         check_numbers(args)
         return COMMANDS[args.command].runner(args.command)(args)
     except (MetaQNNError, ArchitectureError) as exc:

@@ -85,6 +85,11 @@ class GTNReward:
         self.vectorize = torch.device(device).type == "cuda" if vectorize is None else vectorize
         self.teacher, self.dataset = teacher, dataset
         self.steps = steps or teacher.config.inner_steps
+        if not 1 <= self.steps <= teacher.config.inner_steps:
+            raise ConfigError(
+                f"--gtn-steps {self.steps}: the teacher's curriculum has "
+                f"{teacher.config.inner_steps} steps; choose 1 to {teacher.config.inner_steps}"
+            )
         val = dataset.val if len(dataset.val) else dataset.test
         n = len(val) if val_size is None else min(val_size, len(val))
         fmt = torch.channels_last if channels_last else torch.contiguous_format

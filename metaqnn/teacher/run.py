@@ -25,6 +25,7 @@ from gtn.meta import (
     LearnerFactory,
     MetaConfig,
     MetaTrainer,
+    TeacherDivergedError,
     checkpoint_file,
     load_meta_checkpoint,
     teacher_from_checkpoint,
@@ -391,7 +392,10 @@ def _meta_train(run: TeacherRun, run_dir: Path, teacher: SyntheticTeacher, data:
           f"{extra['learner']}, run folder {run_dir}")  # fmt: skip
     start = time.perf_counter()
     limit = None if run.max_minutes is None else 60 * run.max_minutes
-    trainer.run(progress=run.progress, time_limit_s=limit)
+    try:
+        trainer.run(progress=run.progress, time_limit_s=limit)
+    except TeacherDivergedError as exc:
+        raise ConfigError(f"{run_dir}: {exc}") from None
     trainer.save(run_dir / CHECKPOINT)
     elapsed = time.perf_counter() - start
     recent = trainer.history[-20:]

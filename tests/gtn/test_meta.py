@@ -96,6 +96,26 @@ def test_nan_step_is_skipped_and_the_teacher_untouched():
     assert trainer.step == 3
 
 
+def test_an_update_to_non_finite_weights_stops_the_run_before_it_is_saved(tmp_path):
+    """``--outer-lr 1e6``: the step after which the weights are NaN ends the run with a
+    clear error; no checkpoint or log of NaN weights is written."""
+    from gtn.meta import TeacherDivergedError
+
+    trainer = _trainer(_teacher(), steps=3)
+    trainer.checkpoint_path = tmp_path / "checkpoint.pt"
+    step = trainer.optimizer.step
+
+    def poisoned_step(*args, **kwargs):
+        step(*args, **kwargs)
+        with torch.no_grad():
+            trainer.trained[0].fill_(float("inf"))
+
+    trainer.optimizer.step = poisoned_step
+    with pytest.raises(TeacherDivergedError, match=r"outer step 0: .*non-finite"):
+        trainer.run(progress=False)
+    assert not trainer.checkpoint_path.exists()
+
+
 def test_exploding_step_is_skipped():
     trainer = _trainer(_teacher(), steps=1, max_meta_loss=1e-6)
     before = _flat(trainer.teacher)

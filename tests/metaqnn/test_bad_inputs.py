@@ -3,10 +3,13 @@ stderr (``metaqnn: error: ...``) naming the bad value, and leaves no run folder 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from metaqnn.cli import main
 
+REPO = Path(__file__).resolve().parents[2]
 SEARCH = ["search", "--dataset", "digits", "--reward", "real", "--epochs", "1"]
 DESIGN = ["design", "--dataset", "digits", "--budget", "10m"]
 CORRELATION = ["evaluate", "correlation", "{tmp}/r.csv", "--cheap", "a", "--reference", "b"]
@@ -50,6 +53,7 @@ CASES = {
     "gtn train --outer-lr nan": ([*GTN_TRAIN, "--outer-lr", "nan"], "--outer-lr nan"),
     "gtn train --outer-lr inf": ([*GTN_TRAIN, "--outer-lr", "inf"], "--outer-lr inf"),
     "gtn train --outer-lr abc": ([*GTN_TRAIN, "--outer-lr", "abc"], "'abc'"),
+    "gtn train --outer-lr 1e6": ([*GTN_TRAIN, "--outer-lr", "1e6"], "--outer-lr 1000000.0"),
     "gtn train --truncate -1": ([*GTN_TRAIN, "--truncate", "-1"], "--truncate -1"),
     "gtn train --inner-steps 0": ([*GTN_TRAIN, "--inner-steps", "0"], "--inner-steps 0"),
     "gtn train --meta-batch 0": ([*GTN_TRAIN, "--meta-batch", "0"], "--meta-batch 0"),
@@ -95,6 +99,63 @@ CASES = {
         ["gtn", "export", "mnist", "--out", "{tmp}/file/t.pt"],
         "cannot take files",
     ),
+    # architectures too big to build, checked before any allocation (metaqnn.core.limits)
+    "train C(99999999999,3,1)": (
+        ["train", "[C(99999999999,3,1), SM(10)]", "--dataset", "digits", "--out", "{tmp}/m.pt"],
+        "--max-params",
+    ),
+    "train FC(99999999999)": (
+        ["train", "[FC(99999999999), SM(10)]", "--dataset", "digits", "--out", "{tmp}/m.pt"],
+        "--max-params",
+    ),
+    "train 10,000 layers": (
+        [
+            "train",
+            "[" + "C(8,3,1), " * 10_000 + "SM(10)]",
+            "--dataset",
+            "digits",
+            "--out",
+            "{tmp}/m.pt",
+        ],
+        "--max-depth",
+    ),
+    "validate fullwidth digits": (["validate", "[C(６４,3,1), SM(10)]"], "６４"),
+    "search --space mnist on digits": ([*SEARCH, "--space", "mnist"], "--space mnist"),
+    "search --gtn-steps beyond the curriculum": (
+        [
+            "search",
+            "--dataset",
+            "mnist",
+            "--reward",
+            "gtn",
+            "--gtn-checkpoint",
+            "mnist",
+            "--gtn-steps",
+            "500",
+        ],
+        "--gtn-steps 500",
+    ),
+    # outputs that must not be replaced or cannot be written, refused before training
+    "train --out a folder": ([*TRAIN[:-1], "{tmp}"], "is a folder"),
+    "train --out a device": ([*TRAIN[:-1], "/dev/null", "--force"], "not a regular file"),
+    "train --out an existing file": ([*TRAIN[:-1], "{tmp}/file"], "--force"),
+    "train --out impossible": ([*TRAIN[:-1], "/proc/nope/m.pt"], "/proc/nope/m.pt"),
+    "design --budget abc": (["design", "--budget", "abc"], "'abc'"),
+    "evaluate robustness --max-images 0": (
+        ["evaluate", "robustness", "{tmp}/m.pt", "--max-images", "0"],
+        "--max-images 0",
+    ),
+    # files of the wrong kind, or missing
+    "evaluate a GTN teacher as a model": (
+        ["evaluate", "accuracy", "{repo}/gtn/pretrained/mnist.pt"],
+        "is a GTN teacher checkpoint",
+    ),
+    "export a GTN teacher": (
+        ["export", "{repo}/gtn/pretrained/mnist.pt", "--out", "{tmp}/x.ts.pt"],
+        "is a GTN teacher checkpoint",
+    ),
+    "gtn sample missing run": (["gtn", "sample", "{tmp}/missing"], "missing"),
+    "lopt eval missing run": (["lopt", "eval", "{tmp}/missing"], "missing"),
     # a run of the wrong kind
     "gtn eval --dd with a GTN teacher": (
         ["gtn", "eval", "mnist", "[C(8,3,1), SM(10)]", "--seeds", "1", "--dd", "mnist"],
@@ -107,7 +168,7 @@ CASES = {
 def test_a_bad_input_is_one_line_and_leaves_no_run(name, capsys, tmp_path):
     argv, words = CASES[name]
     run = tmp_path / "run"
-    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("{repo}", str(REPO)) for a in argv]
     words = words.replace("{tmp}", str(tmp_path))
     (tmp_path / "file").write_text("a file, not a folder")
     runs_a_folder = argv[0] in ("search", "design") or argv[:2] == ["gtn", "train"]
