@@ -120,3 +120,45 @@ def test_a_broken_setup_with_workers_is_one_line_and_leaves_no_run(capsys, tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nonexistent" in err[0], err
     assert not run.exists()
+
+
+@pytest.mark.slow
+def test_kill_9_then_losing_the_wal_loses_at_most_the_result_in_flight(tmp_path, shared_data_root):
+    """A real search killed with SIGKILL, its ``-wal`` and ``-shm`` files then deleted (a copy
+    of ``search.db`` alone): every result recorded before the kill is still there but the one
+    in flight, and the resumed run ends with every architecture exactly once."""
+    import os
+    import sqlite3
+    import time
+
+    base = [sys.executable, "-m", "metaqnn", "search", "--dataset", "digits", "--reward",
+            "real", "--epochs", "3", "--schedule", "1.0:12", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "run"
+    db = run / DB_NAME
+    proc = subprocess.Popen([*base, "--logdir", str(run)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    seen, deadline = 0, time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None and seen < 3:
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)  # never creates the file
+            try:
+                seen = con.execute("SELECT COUNT(*) FROM models").fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.Error:
+            seen = 0
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert seen >= 3, "the search recorded too few models before the deadline"
+    for suffix in ("-wal", "-shm"):
+        (run / f"{DB_NAME}{suffix}").unlink(missing_ok=True)
+    kept = SearchStore.open(run).count()
+    assert kept >= seen - 1, (kept, seen)
+    done = subprocess.run([sys.executable, "-m", "metaqnn", "search", "--resume", str(run),
+                           "--no-progress"], env=env, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    store = SearchStore.open(run)
+    archs = [m.architecture for m in store.models()]
+    assert len(archs) == 12 == len(set(archs)) and store.pending() == []
