@@ -118,7 +118,7 @@ def test_a_teacher_near_chance_says_so(capsys, tmp_path):
 
 
 def test_every_shipped_teacher_is_there_small_and_checked():
-    assert "mnist" in pretrained.PRETRAINED
+    assert {"mnist", "digits"} <= set(pretrained.PRETRAINED)
     for name, entry in pretrained.PRETRAINED.items():
         path = pretrained.pretrained_file(name)  # the checksum matches
         assert path.stat().st_size <= 10 * 1024 * 1024, name
