@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from gtn.meta import teacher_from_checkpoint
 from gtn.teacher import GTNTeacher
 from metaqnn.cli.options import add_data_options, load_data, torch_device
 from metaqnn.core.nets import NetConfig
+from metaqnn.core.outputs import atomic_write, check_output_path
 from metaqnn.errors import ConfigError
 from metaqnn.markdown import markdown_table
 from metaqnn.teacher.run import CHECKPOINT, TeacherRun, load_state, test_accuracy, train_teacher
@@ -141,6 +141,7 @@ def run_train(args: argparse.Namespace) -> int:
 def configure_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="GTN run folder or checkpoint")
     p.add_argument("--out", default=None, help="PNG path (default: <run folder>/samples.png)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.add_argument("--per-class", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
 
@@ -148,12 +149,13 @@ def configure_sample(p: argparse.ArgumentParser) -> None:
 def run_sample(args: argparse.Namespace) -> int:
     from torchvision.utils import save_image
 
+    if args.out is not None:  # a file the user names is never replaced without --force
+        check_output_path(args.out, force=args.force)
     ckpt, state = load_state(args.checkpoint)
     teacher = teacher_from_checkpoint(state)
     grid = teacher.sample_grid(per_class=args.per_class, seed=args.seed)  # (C, K*H, n*W)
     out = Path(args.out or ckpt.parent / "samples.png")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid, out)
+    atomic_write(out, lambda tmp: save_image(grid, tmp, format="png"))
     print(f"wrote {out}: one row per class, {args.per_class} samples each")
     return 0
 
@@ -271,18 +273,7 @@ def run_export(args: argparse.Namespace) -> int:
     """Write a run's teacher as a small file that teaches and seeds --init-from."""
     from gtn.pretrained import export_teacher, sha256
 
-    out = Path(args.out)
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a directory; give a file name")
-    if out.exists() and not out.is_file():
-        raise ConfigError(f"--out {out} is not a regular file; it is never replaced")
-    if out.exists() and not args.force:
-        raise ConfigError(f"--out {out} exists; pass --force to overwrite it")
-    folder = out.absolute().parent
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise ConfigError(f"--out {out}: {folder} cannot take files")
+    out = check_output_path(args.out, force=args.force)
     _, state = load_state(args.run)
     path = export_teacher(state, out, note=args.note, precision=args.precision)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, step {state['step']}, "

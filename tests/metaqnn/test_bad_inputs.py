@@ -97,7 +97,7 @@ CASES = {
     ),
     "gtn export --out under a file": (
         ["gtn", "export", "mnist", "--out", "{tmp}/file/t.pt"],
-        "cannot take files",
+        "is not a folder",
     ),
     # architectures too big to build, checked before any allocation (metaqnn.core.limits)
     "train C(99999999999,3,1)": (
@@ -153,6 +153,10 @@ CASES = {
     "export a GTN teacher": (
         ["export", "{repo}/gtn/pretrained/mnist.pt", "--out", "{tmp}/x.ts.pt"],
         "is a GTN teacher checkpoint",
+    ),
+    "gtn sample --out an existing file": (
+        ["gtn", "sample", "mnist", "--out", "{tmp}/file"],
+        "--force",
     ),
     "gtn sample missing run": (["gtn", "sample", "{tmp}/missing"], "missing"),
     "lopt eval missing run": (["lopt", "eval", "{tmp}/missing"], "missing"),
