@@ -108,12 +108,28 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def given_options(parser: argparse.ArgumentParser, command: str, argv: Sequence[str]) -> frozenset:
+    """The destinations of the options written on the command line (``--epochs 3`` or
+    ``--epochs=3``), so that a resume can tell an option given from its default."""
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    if sub is None or command not in sub.choices:
+        return frozenset()
+    given = set()
+    for action in sub.choices[command]._actions:
+        for option in action.option_strings:
+            if any(a == option or a.startswith(option + "=") for a in argv):
+                given.add(action.dest)
+    return frozenset(given)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         command = next((a for a in argv[:1] if a in COMMANDS), "")
-        args = build_parser(only=command).parse_args(argv)  # imports the command's module
+        parser = build_parser(only=command)  # imports the command's module
+        args = parser.parse_args(argv)
+        args.given_options = given_options(parser, command, argv)
         if getattr(args, "no_progress", True) is False and not sys.stderr.isatty():
             args.no_progress = True  # progress bars in a log file are escape codes
         check_numbers(args)

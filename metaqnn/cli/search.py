@@ -129,6 +129,27 @@ def _config(args: argparse.Namespace):
     return config
 
 
+#: ``search`` options a resume cannot change: the run's own values (in its search.db) are used.
+FIXED_ON_RESUME = (
+    "dataset", "data_root", "download", "val_size", "device", "seed", "reward", "gtn_checkpoint",
+    "gtn_steps", "gtn_seeds", "precision", "channels_last", "score_size", "epochs", "space",
+    "width_divisor", "replay", "logdir",
+)  # fmt: skip
+
+
+def _refuse_fixed_on_resume(args: argparse.Namespace) -> None:
+    """One line naming the options a resume would otherwise ignore; ``--schedule``,
+    ``--workers``, ``--backend``, ``--max-models`` and ``--max-minutes`` are applied."""
+    given = sorted(set(getattr(args, "given_options", ())) & set(FIXED_ON_RESUME))
+    if given:
+        names = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ConfigError(
+            f"--resume {args.resume} keeps the run's own {names} (recorded in its search.db); "
+            "drop them, or start a new run. A resume can change --schedule (e.g. extend it), "
+            "--workers, --backend, --max-models and --max-minutes"
+        )
+
+
 def run_search(args: argparse.Namespace) -> int:
     from metaqnn.cli.options import limits_of
     from metaqnn.core.limits import use_limits
@@ -151,7 +172,13 @@ def _search(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-minutes {args.max_minutes} must be a positive number")
     if args.resume:
         run_dir = Path(args.resume)
+        _refuse_fixed_on_resume(args)
         search = Search.resume(run_dir, workers=args.workers)
+        if "schedule" in getattr(args, "given_options", ()):
+            before = search.schedule.total
+            search.reschedule(args.schedule)
+            print(f"schedule now {search.config.schedule} ({before} -> {search.schedule.total} "
+                  "models; the Q-table and replay memory go on)")  # fmt: skip
         config = search.config
         search.logger = SearchLogger(run_dir, config.to_dict())
         print(
