@@ -264,7 +264,8 @@ def run_report(args: argparse.Namespace) -> int:
                 data_root=args.data_root,
                 progress=not args.no_progress,
             ):
-                print(f"retrained {r['architecture']}: test accuracy {r['test_accuracy']}")
+                kept = f"; weights {r['checkpoint']}" if "checkpoint" in r else ""
+                print(f"retrained {r['architecture']}: test accuracy {r['test_accuracy']}{kept}")
         paths = write_report(store, args.out or Path(args.run_dir) / "report", top=args.top)
         print(paths["markdown"].read_text())
         print(f"wrote {paths['markdown']}, {paths['csv']}, {paths['figure']}")

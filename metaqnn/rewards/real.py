@@ -4,13 +4,14 @@ proxies are measured against)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 
 from envs.layers import Architecture
 from metaqnn.core.data import Dataset
 from metaqnn.core.nets import NetConfig, count_flops, count_parameters
-from metaqnn.core.training import TrainConfig, evaluate, train_architecture
+from metaqnn.core.training import TrainConfig, TrainResult, evaluate, train_architecture
 from metaqnn.rewards.result import RewardResult
 
 
@@ -42,6 +43,8 @@ class RealDataReward:
         self.device = torch.device(device)
         self.measure_test = measure_test
         self.progress = progress
+        self.on_trained: Callable[[Architecture, TrainResult], None] | None = None
+        """Called with every model trained without diverging (e.g. to keep its weights)."""
 
     def evaluate(self, architecture: Architecture) -> RewardResult:
         """Train ``architecture`` and score it; a diverged model scores ``1 / classes``."""
@@ -57,6 +60,8 @@ class RealDataReward:
             progress=self.progress,
         )
         ok = result.status == "ok"
+        if ok and self.on_trained is not None:
+            self.on_trained(architecture, result)
         test = None
         if self.measure_test and ok:
             test = evaluate(result.model, data.test, batch_size=self.train_config.eval_batch_size)

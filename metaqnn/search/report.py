@@ -5,6 +5,7 @@ models on real data with the full recipe."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 from tqdm import tqdm
 
 from envs.layers import Architecture
+from metaqnn.core.checkpoint import save_checkpoint
 from metaqnn.errors import ConfigError
 from metaqnn.markdown import markdown_table
 from metaqnn.rewards.spec import build_reward
@@ -209,19 +211,43 @@ def retrain_top(
     reward = build_reward(spec)
     done = store.retrained()
     results = []
-    todo = [
-        m
-        for m in ranked(store.models())[:k]
-        if done.get(m.architecture, {}).get("epochs") != epochs
-    ]
-    for m in tqdm(todo, desc="retraining", disable=not progress, unit="model"):
-        r = reward.evaluate(Architecture.parse(m.architecture))
+    top = [m.architecture for m in ranked(store.models())[:k]]
+    todo = [a for a in top if done.get(a, {}).get("epochs") != epochs]
+    folder = Path(store.path).parent / "retrained"
+    for arch_text in tqdm(todo, desc="retraining", disable=not progress, unit="model"):
+        kept: dict[str, Any] = {}
+        reward.on_trained = lambda arch, trained, kept=kept: kept.update(result=trained)
+        r = reward.evaluate(Architecture.parse(arch_text))
         result = {
             "val_accuracy": r.val_accuracy,
             "test_accuracy": r.test_accuracy,
             "status": r.status,
             "wall_time_s": r.wall_time_s,
         }
-        store.record_retrained(m.architecture, epochs, result)
-        results.append({"architecture": m.architecture, **result})
+        if "result" in kept:
+            path = folder / retrained_name(arch_text, epochs)
+            _keep(reward, arch_text, kept["result"], result, spec, path)
+            result["checkpoint"] = str(path)
+        store.record_retrained(arch_text, epochs, result)
+        results.append({"architecture": arch_text, **result})
     return results
+
+
+def retrained_name(architecture: str, epochs: int) -> str:
+    """The file name of a retrained model in ``RUN/retrained/`` (stable while the ranking
+    changes: a hash of the architecture)."""
+    digest = hashlib.sha1(architecture.encode()).hexdigest()[:12]
+    return f"{digest}-{epochs}ep.pt"
+
+
+def _keep(reward: Any, arch: str, trained: Any, result: dict, spec: Any, path: Path) -> None:
+    """Save a retrained model as a ``metaqnn train`` checkpoint (``evaluate``, ``export``)."""
+    data = reward.dataset
+    save_checkpoint(
+        path, architecture=Architecture.parse(arch), net_config=reward.net_config,
+        train_config=reward.train_config, dataset=data.name, input_shape=data.spec.input_shape,
+        state_dict=trained.state_dict(),
+        metrics={**{k: v for k, v in result.items() if v is not None},
+                 "normalization": {"mean": list(data.mean), "std": list(data.std)}},
+        split={"seed": spec.seed, "val_size": len(data.val)},
+    )  # fmt: skip

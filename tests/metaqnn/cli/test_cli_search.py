@@ -1,5 +1,6 @@
 import csv
 
+from metaqnn.search.report import retrained_name
 from metaqnn.search.store import SearchStore
 from tests.metaqnn.cli.test_cli import GTN_TINY, _one_line_error, _run
 
@@ -34,7 +35,15 @@ def test_gtn_search_report_and_resume(capsys, tmp_path):
                         "--epochs", "1", "--no-progress")  # fmt: skip
     assert code == 0, out
     assert "retrained" in out
-    assert len(SearchStore.open(run).retrained()) == 1
+    retrained = SearchStore.open(run).retrained()
+    assert len(retrained) == 1
+    # the retrained weights are kept as a checkpoint that evaluates to the same test accuracy
+    ((arch, row),) = retrained.items()
+    kept = run / "retrained" / retrained_name(arch, 1)
+    assert f"weights {kept}" in out
+    code, out, _ = _run(capsys, "evaluate", "accuracy", str(kept))
+    assert code == 0, out
+    assert f"{row['test_accuracy']:.4f}" in out
 
 
 def test_search_errors_are_one_line(capsys, tmp_path):
