@@ -256,15 +256,41 @@ class MetaTrainer:
                 ):
                     self.save(self.checkpoint_path)
         if self._writer is not None:
+            self._log_end()
             self._writer.flush()
         return self.history
 
-    def _log(self, record: StepRecord) -> None:
+    def _log_end(self) -> None:
+        """The last step's scalars and images (when the periodic logs missed them) and the
+        run's hyperparameters with its final metrics, for TensorBoard's HParams tab."""
+        if not self.history:
+            return
+        last, writer = self.history[-1], self._writer
+        if not (last.step % self.config.log_every == 0 or last.skipped):
+            self._log(last, force=True)
+        if (last.step + 1) % self.config.checkpoint_every != 0:
+            writer.add_image("samples/per_class", self.teacher.sample_grid(), last.step)
+        recent = [r for r in self.history[-20:] if not r.skipped]
+        if not recent:
+            return
+        params = {**asdict(self.config), **self.extra}
+        hparams = {
+            k: v if isinstance(v, bool | int | float | str) else str(v)
+            for k, v in params.items()
+            if not isinstance(v, dict | list)
+        }
+        metrics = {
+            "hparam/learner_accuracy": sum(r.accuracy for r in recent) / len(recent),
+            "hparam/meta_loss": sum(r.meta_loss for r in recent) / len(recent),
+        }
+        writer.add_hparams(hparams, metrics, run_name=".", global_step=last.step)
+
+    def _log(self, record: StepRecord, *, force: bool = False) -> None:
         writer = self._writer
         if writer is None:
             return
         step = record.step
-        if step % self.config.log_every == 0 or record.skipped:
+        if force or step % self.config.log_every == 0 or record.skipped:
             writer.add_scalar(
                 "meta/loss", record.meta_loss if math.isfinite(record.meta_loss) else -1, step
             )

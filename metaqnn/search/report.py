@@ -95,11 +95,24 @@ def stage_means(models: list[ModelRecord]) -> list[tuple[float, int, float]]:
     return out
 
 
+def rolling_window(n: int, cap: int = 50) -> int:
+    """The rolling-mean window for ``n`` models: a tenth of the run, at least 2 and at most
+    ``cap`` (MetaQNN's 50 on its 2,700 models), so short runs still draw a line."""
+    return max(1, min(n, max(2, min(cap, round(n / 10)))))
+
+
 def plot_figure3(
-    models: list[ModelRecord], path: str | os.PathLike[str], *, window: int = 50, title: str = ""
+    models: list[ModelRecord],
+    path: str | os.PathLike[str],
+    *,
+    window: int | None = None,
+    title: str = "",
+    reward_label: str = "reward",
 ) -> None:
     """MetaQNN's Figure 3: the rolling mean reward against iteration (unique models in order
-    of completion) and, as bars spanning each epsilon stage, the stage's mean reward."""
+    of completion) and, as bars spanning each epsilon stage, the stage's mean reward. The
+    window defaults to :func:`rolling_window` of the run's length; ``reward_label`` names the
+    reward on the y axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,7 +127,7 @@ def plot_figure3(
         ax.text(start + n / 2, mean, f"ε={eps:g}\n{mean:.3f}", ha="center", va="bottom", fontsize=7)
         start += n
     if len(rewards):
-        w = max(1, min(window, len(rewards)))
+        w = rolling_window(len(rewards)) if window is None else max(1, min(window, len(rewards)))
         rolling = np.convolve(rewards, np.ones(w) / w, mode="valid")
         ax.plot(
             np.arange(w, len(rewards) + 1),
@@ -132,12 +145,22 @@ def plot_figure3(
             label="each model",
         )
     ax.set_xlabel("iteration (unique models)")
-    ax.set_ylabel("reward (validation accuracy)")
+    ax.set_ylabel(reward_label)
     ax.set_title(title or "Q-learning performance (MetaQNN Fig. 3)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def reward_label(spec: Any) -> str:
+    """What a search's reward is, for an axis: GTN-taught or real-data validation accuracy."""
+    if spec.name == "gtn":
+        steps = f"{spec.gtn_steps} " if spec.gtn_steps else ""
+        return f"reward: val. accuracy after {steps}GTN steps"
+    if spec.name == "real":
+        return f"reward: val. accuracy after {spec.epochs} real epochs"
+    return f"reward ({spec.name})"
 
 
 def write_report(store: SearchStore, out_dir: str | os.PathLike[str], *, top: int = 10) -> dict:
@@ -183,7 +206,7 @@ def _write_report(store: SearchStore, config: SearchConfig, out: Path, top: int)
         ),
     ]
     (out / "top.md").write_text("\n".join(lines) + "\n")
-    plot_figure3(models, out / "figure3.png")
+    plot_figure3(models, out / "figure3.png", reward_label=reward_label(config.reward))
     return {"csv": out / "top.csv", "markdown": out / "top.md", "figure": out / "figure3.png"}
 
 

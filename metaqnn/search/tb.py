@@ -1,5 +1,6 @@
 """TensorBoard logging of a search: tags under ``search/``, the hyperparameters as a markdown
-table (as CleanRL does) and the current top 10 as text."""
+table (as CleanRL does) and the current top 10 as text, and at the end the hyperparameters with
+the run's best and mean reward for the HParams tab."""
 
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ class SearchLogger:
         self._start = time.monotonic()
         self._start_done: int | None = None
         params = _flatten(config)
+        self.hparams = {k: v if isinstance(v, bool | int | float | str) else str(v)
+                        for k, v in params.items()}  # fmt: skip
+        self.metrics: dict[str, float] = {}
+        self._step = 0
         self.writer.add_text(
             "hyperparameters",
             markdown_table(["param", "value"], [[k, f"`{v}`"] for k, v in sorted(params.items())]),
@@ -68,6 +73,13 @@ class SearchLogger:
         )
         if step % self.top_every == 0 or search.finished:
             self.log_top(search.models, step)
+        rewards = [m.reward for m in search.models]
+        self.metrics = {
+            "hparam/best_reward": max(rewards),
+            "hparam/mean_reward": sum(rewards) / len(rewards),
+            "hparam/unique_models": float(step),
+        }
+        self._step = step
 
     def log_top(self, models: list[ModelRecord], step: int, k: int = 10) -> None:
         """The current top ``k`` as a markdown table."""
@@ -83,5 +95,9 @@ class SearchLogger:
         )
 
     def close(self) -> None:
-        """Flush and close."""
+        """Write the hyperparameters with the run's metrics so far (TensorBoard's HParams tab
+        compares runs by them), flush and close."""
+        if self.metrics:
+            self.writer.add_hparams(self.hparams, self.metrics, run_name=".",
+                                    global_step=self._step)  # fmt: skip
         self.writer.close()
