@@ -23,6 +23,16 @@ def _pct(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{100 * value:.1f}"
 
 
+def _nanmean(values: list[float]) -> float:
+    measured = [v for v in values if not math.isnan(v)]
+    return sum(measured) / len(measured) if measured else math.nan
+
+
+def _idle(accuracies: tuple[float, ...]) -> str:
+    """The severities that were not measured (NaN), e.g. ``1, 2``."""
+    return ", ".join(str(s) for s, a in zip(SEVERITIES, accuracies, strict=True) if math.isnan(a))
+
+
 def _eps(value: float) -> str:
     levels = 255 * value
     return f"{round(levels)}/255" if abs(levels - round(levels)) < 1e-6 else f"{value:.4g}"
@@ -55,11 +65,18 @@ def robustness_markdown(report: RobustnessReport, title: str = "Robustness repor
     if report.corruptions:
         rows = [[name, *map(_pct, c.accuracies), _pct(c.mean)]
                 for name, c in report.corruptions.items()]  # fmt: skip
-        means = [sum(c.accuracies[i] for c in report.corruptions.values()) / len(rows)
+        means = [_nanmean([c.accuracies[i] for c in report.corruptions.values()])
                  for i in range(len(SEVERITIES))]  # fmt: skip
         rows.append(["**mean**", *map(_pct, means), _pct(report.mean_corruption_accuracy)])
+        idle = [f"{name} {_idle(c.accuracies)}" for name, c in report.corruptions.items()
+                if any(map(math.isnan, c.accuracies))]  # fmt: skip
         parts += [
             "## Corruptions: accuracy against severity",
+            *(
+                [f"n/a: the severity leaves images of this size unchanged ({'; '.join(idle)})."]
+                if idle
+                else []
+            ),
             markdown_table(["corruption", *map(str, SEVERITIES), "mean"], rows),
         ]
     if report.destruction:
