@@ -8,11 +8,11 @@ import argparse
 
 def configure_demo(p: argparse.ArgumentParser) -> None:
     """The demo's options (defaults from :class:`~metaqnn.demo.DemoConfig`)."""
-    p.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
-    p.add_argument("--budget", default="5m", help="wall-clock budget (default: 5m)")
+    p.add_argument("--dataset", default="digits", help="dataset name (see `datasets`)")
+    p.add_argument("--budget", default="5m", help="wall-clock budget: 5m, 1h, 90m, 600 (seconds)")
     p.add_argument("--data-root", default=None, help="data root (default: $METAQNN_DATA)")
-    p.add_argument("--logdir", default="runs/demo", help="run folder (default: runs/demo)")
-    p.add_argument("--seed", type=int, default=0, help="seed of everything (default: 0)")
+    p.add_argument("--logdir", default="runs/demo", help="run folder")
+    p.add_argument("--seed", type=int, default=0, help="seed of everything")
     p.add_argument("--fresh", action="store_true", help="delete the previous demo run first")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 

@@ -9,36 +9,35 @@ from metaqnn.cli.options import torch_device
 
 def configure_design(p: argparse.ArgumentParser) -> None:
     """The options of :class:`metaqnn.design.pipeline.DesignConfig`."""
-    p.add_argument("--dataset", default="digits", help="dataset with a design preset "
-                   "(digits, mnist, fashion-mnist, cifar10; default: digits)")  # fmt: skip
+    p.add_argument("--dataset", default="digits", help="dataset with a design preset: "
+                   "digits, mnist, fashion-mnist, cifar10")  # fmt: skip
     p.add_argument("--budget", default=None, help="wall-clock budget: 2h, 90m, 1h30m, 600 "
                    "(required for a new run; with --resume, a new total)")  # fmt: skip
-    p.add_argument("--logdir", default=None, help="run folder (default runs/design/<dataset>)")
+    p.add_argument("--logdir", default=None, help="run folder (default: runs/design/<dataset>)")
     p.add_argument("--resume", default=None, metavar="RUN", help="continue a design run")
     p.add_argument("--gtn-checkpoint", default=None,
                    help="reuse this teacher (a GTN run folder), do not train one")  # fmt: skip
-    p.add_argument("--recipe", default="strong", help="final recipe (default: strong; metaqnn: "
-                   "MetaQNN's 20-epoch recipe)")  # fmt: skip
+    p.add_argument("--recipe", default="strong", help="final recipe: strong, or metaqnn "
+                   "(MetaQNN's 20-epoch recipe)")  # fmt: skip
     p.add_argument("--epochs", type=int, default=None,
                    help="most epochs of the final recipe (default: the recipe's)")  # fmt: skip
     p.add_argument("--finalists", type=int, default=3,
-                   help="best designs trained at full width (default: 3)")  # fmt: skip
+                   help="best designs trained at full width")  # fmt: skip
     p.add_argument("--width-divisor", type=int, default=None,
                    help="search width: divide filters and FC widths by this (default: the "
                    "dataset's: 16 for MNIST, 1 for digits)")  # fmt: skip
     p.add_argument("--score-size", type=int, default=1000,
-                   help="validation images per GTN reward (default: 1000)")  # fmt: skip
+                   help="validation images per GTN reward (0: all)")  # fmt: skip
     p.add_argument("--shares", default=None, metavar="T,S,F",
-                   help="budget shares of teacher, search and final training (default "
+                   help="budget shares of teacher, search and final training (default: "
                    "0.25,0.35,0.4; 0,0.45,0.55 with --gtn-checkpoint)")  # fmt: skip
     p.add_argument("--agent", default="qlearning", help="search agent: qlearning (MetaQNN's "
-                   "schedule sized to the search share; default) or random (random "
-                   "search)")  # fmt: skip
-    p.add_argument("--reward", default="gtn", help="search reward: gtn (default) or real "
+                   "schedule sized to the search share) or random (random search)")  # fmt: skip
+    p.add_argument("--reward", default="gtn", help="search reward: gtn or real "
                    "(--real-epochs of real-data training at the search width; no "
                    "teacher)")  # fmt: skip
     p.add_argument("--real-epochs", type=int, default=1,
-                   help="epochs of the real reward (default: 1)")  # fmt: skip
+                   help="epochs of the real reward")  # fmt: skip
     p.add_argument("--final-width-divisor", type=int, default=None,
                    help="train the finalists at widths / this (default: full width, or the "
                    "widest that fits the time left)")  # fmt: skip
@@ -46,8 +45,8 @@ def configure_design(p: argparse.ArgumentParser) -> None:
                    help="do not train the hand-designed baselines in the final phase")  # fmt: skip
     p.add_argument("--data-root", default=None, help="data root (default: $METAQNN_DATA)")
     p.add_argument("--download", action="store_true", help="let torchvision download files")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    p.add_argument("--seed", type=int, default=0, help="seed of everything (default: 0)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
+    p.add_argument("--seed", type=int, default=0, help="seed of everything")
     p.add_argument("--fresh", action="store_true", help="delete a previous run in --logdir")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 

@@ -22,6 +22,11 @@ from metaqnn.errors import ConfigError
 _KURAKIN = "in levels of 1/255 (Kurakin's units)"
 
 
+def _csv(values: tuple[float, ...]) -> str:
+    """``values`` as a comma list for a help text (``0,0.5,1``)."""
+    return ",".join(f"{v:g}" for v in values)
+
+
 # ------------------------------------------------------------------ helpers
 def _numbers(text: str | None, option: str, *, low: float = 0.0, high: float = math.inf):
     """A comma-separated list of numbers in [low, high] (None stays None)."""
@@ -99,25 +104,36 @@ def configure_robustness(p: argparse.ArgumentParser) -> None:
     """Options of ``metaqnn evaluate robustness``."""
     from metaqnn.evaluation.attacks import ATTACKS
     from metaqnn.evaluation.corruptions import CORRUPTIONS
+    from metaqnn.evaluation.robustness import RobustnessConfig
 
+    d = RobustnessConfig()
     p.add_argument("checkpoint", help="a checkpoint written by `metaqnn train`")
     p.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
-    add_data_options(p, default_dataset=None)
-    p.add_argument("--split", choices=["test", "val"], default="test")
-    p.add_argument("--max-images", type=int, default=None, help="use the first N images")
+    add_data_options(p, default_dataset=None, checkpoint_split=True,
+                     seed_help="seed of noise, corruptions and random starts (and of an "
+                     "unrecorded split)")  # fmt: skip
+    p.add_argument("--split", choices=["test", "val"], default="test", help="split to evaluate")
+    p.add_argument("--max-images", type=int, default=None,
+                   help="use the first N images of the split (default: all)")  # fmt: skip
     p.add_argument("--attack-images", type=int, default=None,
                    help="attack only the first N of them (default: all)")  # fmt: skip
-    p.add_argument("--attacks", default=None, help=f"comma list of {', '.join(ATTACKS)}")
+    p.add_argument("--attacks", default=None,
+                   help=f"comma list of {', '.join(ATTACKS)}; default all")  # fmt: skip
     p.add_argument("--epsilons", default=None, help=f"comma list {_KURAKIN}; default 4,8,16,32")
-    p.add_argument("--beta", type=float, default=None, help="strength of the lbfgs attack")
+    p.add_argument("--beta", type=float, default=None,
+                   help=f"strength of the lbfgs attack (default: {d.beta:g})")  # fmt: skip
     p.add_argument("--corruptions", default=None,
                    help=f"comma list of {', '.join(CORRUPTIONS)}; default all")  # fmt: skip
-    p.add_argument("--destruction-attacks", default=None, help="default fgsm,bim,ll")
-    p.add_argument("--destruction-epsilon", default=None, help=f"{_KURAKIN}; default 16")
-    p.add_argument("--noise", default=None, help="noise sweep betas (pixel std), comma list")
-    p.add_argument("--blur", default=None, help="blur sweep betas (pixels), comma list")
+    p.add_argument("--destruction-attacks", default=None,
+                   help="comma list of attacks whose destruction rates are measured; default "
+                   f"{','.join(d.destruction_attacks)}")  # fmt: skip
+    p.add_argument("--destruction-epsilon", default=None,
+                   help=f"epsilon of the destruction attacks {_KURAKIN}; default 16")  # fmt: skip
+    noise, blur = _csv(d.noise_strengths), _csv(d.blur_strengths)
+    p.add_argument("--noise", default=None, help=f"noise sweep betas (pixel std); default {noise}")
+    p.add_argument("--blur", default=None, help=f"blur sweep betas (std, pixels); default {blur}")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
-    p.add_argument("--out", default=None, help="output folder (default runs/eval/...)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/eval/...)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -206,11 +222,11 @@ def configure_transfer(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modes", default=None, help=f"comma list of {modes}; default all that fit")
     add_data_options(p, default_dataset=None)
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=int, default=None, help="epochs per run (default 1)")
-    budget.add_argument("--steps", type=int, default=None, help="optimizer steps instead")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--out", default=None, help="output folder (default runs/eval/...)")
+    budget.add_argument("--epochs", type=int, default=None, help="epochs per run (default: 1)")
+    budget.add_argument("--steps", type=int, default=None, help="optimizer steps instead of epochs")
+    p.add_argument("--batch-size", type=int, default=128, help="training mini-batch size")
+    p.add_argument("--lr", type=float, default=1e-3, help="initial Adam learning rate")
+    p.add_argument("--out", default=None, help="output folder (default: runs/eval/...)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -271,7 +287,7 @@ def configure_correlation(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--confidence", type=float, default=0.95, help="interval coverage")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    p.add_argument("--out", default=None, help="output folder (default runs/eval/...)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/eval/...)")
 
 
 def run_correlation(args: argparse.Namespace) -> int:

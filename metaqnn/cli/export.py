@@ -10,7 +10,7 @@ def configure_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="a checkpoint written by `metaqnn train`")
     p.add_argument(
         "--format", default="torchscript", metavar="FORMAT",
-        help="torchscript (default) or onnx (needs: pip install onnx onnxscript)",
+        help="torchscript or onnx (needs: pip install onnx onnxscript)",
     )  # fmt: skip
     p.add_argument(
         "--out", default=None,

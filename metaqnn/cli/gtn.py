@@ -14,7 +14,7 @@ from gtn.distill import DistilledData
 from gtn.inner_loop import STEP_RULES
 from gtn.meta import teacher_from_checkpoint
 from gtn.teacher import GTNTeacher
-from metaqnn.cli.options import add_data_options, load_data, torch_device
+from metaqnn.cli.options import DefaultsHelpFormatter, add_data_options, load_data, torch_device
 from metaqnn.core.nets import NetConfig
 from metaqnn.core.outputs import atomic_write, check_output_path
 from metaqnn.errors import ConfigError
@@ -36,19 +36,23 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width-divisor", type=int, default=1, help="divide conv filters and FC widths")
     p.add_argument("--method", choices=["gtn", "dd"], default="gtn",
                    help="gtn: a generator; dd: Dataset Distillation (learned pixels)")  # fmt: skip
-    p.add_argument("--dd-images-per-class", type=int, default=1)
+    p.add_argument("--dd-images-per-class", type=int, default=1,
+                   help="DD: images of each class in a distilled batch")  # fmt: skip
     p.add_argument("--dd-steps", type=int, default=10, help="DD: distinct distilled batches")
     p.add_argument("--dd-epochs", type=int, default=3, help="DD: passes over them")
-    p.add_argument("--curriculum", default="full", help="none, all-shuffled, shuffled-batch, full")
-    p.add_argument("--inner-steps", type=int, default=32)
+    p.add_argument("--curriculum", default="full",
+                   help="generator inputs: none (fresh noise), all-shuffled, shuffled-batch, "
+                   "full (a learned sequence)")  # fmt: skip
+    p.add_argument("--inner-steps", type=int, default=32, help="inner (learner) steps per teaching")
     p.add_argument("--inner-batch", type=int, default=None,
                    help="synthetic images per inner step (default: the dataset's)")  # fmt: skip
-    p.add_argument("--soft-labels", action="store_true")
+    p.add_argument("--soft-labels", action="store_true",
+                   help="learn soft labels for the synthetic images, not one-hot")  # fmt: skip
     p.add_argument(
         "--inner-rule",
         default="sgd",
-        help=f"inner step rule ({', '.join(STEP_RULES)}): sgd (the paper's) or relative "
-        "(each tensor moves in proportion to its norm; one schedule fits the whole space)",
+        help=f"inner step rule ({', '.join(STEP_RULES)}): sgd, the paper's; relative: each "
+        "tensor moves in proportion to its norm",
     )
     p.add_argument("--init-lr", type=float, default=None,
                    help="initial inner learning rate (default: 0.02 for sgd, 0.03 for "
@@ -58,54 +62,59 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-dim", type=int, default=None,
                    help="generator noise size (default: the dataset's)")  # fmt: skip
     p.add_argument("--outer-steps", type=int, default=None,
-                   help="outer steps (default 2000); with --resume, extends a run (the cosine "
+                   help="outer steps (default: 2000); with --resume, extends a run (the cosine "
                    "schedule is recomputed for the new total)")  # fmt: skip
     p.add_argument("--outer-lr", type=float, default=None,
                    help="outer Adam learning rate (default: the dataset's)")  # fmt: skip
     p.add_argument("--meta-batch", type=int, default=None,
                    help="real images per meta-loss (default: the dataset's)")  # fmt: skip
-    p.add_argument("--intermediate-every", type=int, default=0)
-    p.add_argument("--truncate", type=int, default=None, help="backprop through the last N steps")
+    p.add_argument("--intermediate-every", type=int, default=0, metavar="N",
+                   help="meta-loss every N inner steps too (0: only at the end)")  # fmt: skip
+    p.add_argument("--truncate", type=int, default=None, metavar="N",
+                   help="backprop through the last N inner steps only (default: all)")  # fmt: skip
     p.add_argument("--checkpoint-inner", action="store_true",
-                   help="gradient checkpointing of the inner steps (same meta-gradient, memory "
-                   "bounded by the parameters per step; about 1.3-1.5x the time)")  # fmt: skip
-    p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this")
-    p.add_argument("--checkpoint-every", type=int, default=50)
-    p.add_argument("--logdir", default=None, help="run folder (default runs/gtn/<dataset>__...)")
+                   help="gradient-checkpoint the inner steps: same meta-gradient, less memory, "
+                   "1.3-1.5x the time")  # fmt: skip
+    p.add_argument("--grad-clip", type=float, default=1.0,
+                   help="clip the meta-gradient's norm to this (0: no clipping)")  # fmt: skip
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop (and save) after this many minutes")  # fmt: skip
+    p.add_argument("--checkpoint-every", type=int, default=50,
+                   help="outer steps between checkpoints")  # fmt: skip
+    p.add_argument("--logdir", default=None, help="run folder (default: runs/gtn/<dataset>__...)")
     p.add_argument("--resume", default=None, help="run folder or checkpoint to continue")
     p.add_argument(
         "--init-from",
         default=None,
-        help="start from the teacher of another run (e.g. one meta-trained on the "
-        "paper's learner) with a fresh outer optimiser; with --warm-start, --inner-batch may "
-        "differ from that run's (its generator and schedule carry over, the inputs are refitted)",
+        help="start from another run's teacher with a fresh outer optimiser (with --warm-start, "
+        "--inner-batch may differ)",
     )
     p.add_argument(
         "--warm-start",
         type=int,
         default=0,
         metavar="STEPS",
-        help="before meta-training, fit the generator's batches to paired real images for "
-        "this many Adam steps (0: off; 600 took 111 s on MNIST, 2 CPU cores; gtn/warmstart.py)",
+        help="first fit the generator's batches to paired real images for this many Adam steps "
+        "(0: off)",
     )
-    p.add_argument("--warm-start-lr", type=float, default=1e-3)
+    p.add_argument("--warm-start-lr", type=float, default=1e-3,
+                   help="Adam learning rate of the --warm-start fit")  # fmt: skip
     p.add_argument(
         "--warm-start-select",
         default="random",
-        help="which real images the warm start fits: random, or kmeans (per class, the images "
-        "nearest to k-means centres: a coreset covering the class)",
+        help="real images the warm start fits: random, or kmeans (per class, those nearest to "
+        "k-means centres)",
     )
     p.add_argument(
         "--meta-train",
         default="all",
-        help="what the outer loop updates: all (generator, curriculum, schedule) or schedule "
-        "(only the inner learning rates and momenta; keeps warm-started data as fitted)",
+        help="what the outer loop updates: all, or schedule (only inner lrs and momenta; keeps "
+        "fitted data)",
     )
     p.add_argument(
         "--eval-archs", type=int, default=10, help="sampled architectures to score at the end"
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 #: The teacher sizes that scale with the dataset; a dataset not in the design presets' teacher
@@ -142,8 +151,8 @@ def configure_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="GTN run folder or checkpoint")
     p.add_argument("--out", default=None, help="PNG path (default: <run folder>/samples.png)")
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
-    p.add_argument("--per-class", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-class", type=int, default=8, help="samples in each class's row")
+    p.add_argument("--seed", type=int, default=0, help="seed of the curriculum's random draws")
 
 
 def run_sample(args: argparse.Namespace) -> int:
@@ -169,7 +178,9 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="inner steps (default: the teacher's)")
     p.add_argument("--seeds", type=int, default=3, help="learner initialisations")
     p.add_argument(
-        "--real-lrs", default="0.001,0.003,0.01", help="Adam lrs of the real-data baseline"
+        "--real-lrs",
+        default="0.001,0.003,0.01",
+        help="comma list of Adam lrs of the real-data baseline",
     )
     p.add_argument("--dd", default=None, help="a Dataset Distillation run (gtn train --method dd)")
 
@@ -264,8 +275,7 @@ def configure_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="the file to write (fp16 weights, no optimiser)")
     p.add_argument("--note", default="", help="recorded in the file (e.g. the training command)")
     p.add_argument("--precision", default="fp16", choices=["fp16", "int8"],
-                   help="fp16 (default), or int8 (a scale per row) for the large "
-                   "tensors")  # fmt: skip
+                   help="fp16, or int8 (a scale per row) for the large tensors")  # fmt: skip
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
 
 
@@ -297,9 +307,10 @@ SUBCOMMANDS = {
 
 def configure_gtn(p: argparse.ArgumentParser) -> None:
     """``metaqnn gtn``: one parser per subcommand."""
-    sub = p.add_subparsers(dest="gtn_command", required=True, metavar="WHAT")
+    sub = p.add_subparsers(dest="gtn_command", required=True, metavar="WHAT", help="one of:")
     for name, (configure, _, help_text) in SUBCOMMANDS.items():
-        configure(sub.add_parser(name, help=help_text, description=help_text))
+        configure(sub.add_parser(name, help=help_text, description=help_text,
+                                 formatter_class=DefaultsHelpFormatter))  # fmt: skip
 
 
 def run_gtn(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from metaqnn.cli.options import floats, ints
+from metaqnn.cli.options import DefaultsHelpFormatter, floats, ints
 from metaqnn.errors import CheckpointError, ConfigError
 from metaqnn.learned_optimizer.checkpoints import (
     CHECKPOINT_NAME,
@@ -70,14 +70,15 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", default="8,8,16,16", help="inner CNN channels (paper: x4)")
     p.add_argument("--strides", default="2,2,1,1", help="inner CNN strides")
     p.add_argument("--outer-steps", type=int, default=None,
-                   help="ES steps (default 300); with --resume, extends the run")  # fmt: skip
+                   help="ES steps (default: 300); with --resume, extends the run")  # fmt: skip
     p.add_argument("--pairs", type=int, default=4, help="antithetic pairs per step")
     p.add_argument("--sigma", type=float, default=0.01, help="perturbation std of theta")
     p.add_argument("--outer-lr", type=float, default=0.003, help="Adam lr on theta")
     p.add_argument("--truncation", type=int, default=20, help="inner steps per ES step")
     p.add_argument("--inner-steps", type=int, default=200, help="inner steps per model")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--val-batch", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=64, help="training images per inner step")
+    p.add_argument("--val-batch", type=int, default=256,
+                   help="noisy validation images scoring each unroll")  # fmt: skip
     p.add_argument("--step-mult", type=float, default=0.003,
                    help="scale of the direction output (paper 0.001)")  # fmt: skip
     p.add_argument("--theta-init", default="adam", choices=sorted(THETA_INITS),
@@ -94,11 +95,12 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--raw-loss", action="store_true",
                    help="ES on the meta-loss itself instead of its log")  # fmt: skip
     p.add_argument("--no-vmap", action="store_true", help="unroll members one by one")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this")
-    p.add_argument("--checkpoint-every", type=int, default=25)
-    p.add_argument("--logdir", default=None, help="run folder (default runs/lopt/<dataset>__...)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop (and save) after this many minutes")  # fmt: skip
+    p.add_argument("--checkpoint-every", type=int, default=25, help="ES steps between checkpoints")
+    p.add_argument("--logdir", default=None, help="run folder (default: runs/lopt/<dataset>__...)")
     p.add_argument("--resume", default=None, help="run folder or checkpoint to continue")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -172,7 +174,7 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     """Options of ``metaqnn lopt eval``."""
     p.add_argument("checkpoint", help="learned-optimizer run folder or checkpoint")
     p.add_argument("--data-root", default=None, help="data root (default: $METAQNN_DATA)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
     p.add_argument("--steps", type=int, default=None, help="inner steps (default: the run's)")
     p.add_argument("--adam-lrs", default="0.001,0.003,0.01,0.03,0.1", help="Adam's lr grid")
     p.add_argument("--seeds", type=int, default=5, help="models per optimizer")
@@ -182,7 +184,7 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
                    "but gaussian_noise)")  # fmt: skip
     p.add_argument("--initial", action="store_true",
                    help="evaluate the weights the run started from (before ES)")  # fmt: skip
-    p.add_argument("--out", default=None, help="report folder (default runs/lopt/eval__...)")
+    p.add_argument("--out", default=None, help="report folder (default: runs/lopt/eval__...)")
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -232,9 +234,10 @@ RUNS = {"train": run_train, "eval": run_eval}
 
 def configure_lopt(p: argparse.ArgumentParser) -> None:
     """``metaqnn lopt``: one parser per subcommand."""
-    sub = p.add_subparsers(dest="lopt_command", required=True, metavar="WHAT")
+    sub = p.add_subparsers(dest="lopt_command", required=True, metavar="WHAT", help="one of:")
     for name, (configure, help_text) in SUBCOMMANDS.items():
-        configure(sub.add_parser(name, help=help_text, description=help_text))
+        configure(sub.add_parser(name, help=help_text, description=help_text,
+                                 formatter_class=DefaultsHelpFormatter))  # fmt: skip
 
 
 def run_lopt(args: argparse.Namespace) -> int:

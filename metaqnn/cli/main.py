@@ -19,7 +19,7 @@ from typing import NoReturn
 
 from envs.layers import ArchitectureError
 from metaqnn.cli.checks import check_numbers
-from metaqnn.cli.options import EXIT_USER_ERROR
+from metaqnn.cli.options import EXIT_USER_ERROR, DefaultsHelpFormatter
 from metaqnn.errors import MetaQNNError
 from metaqnn.runinfo import package_version
 
@@ -82,7 +82,12 @@ COMMANDS: dict[str, Command] = {
 
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line on stderr (``metaqnn: error: ...``, with
-    the ``--help`` to read) and exit status 2, like every other error of the command line."""
+    the ``--help`` to read) and exit status 2, like every other error of the command line.
+    Its help shows each option's default (:class:`~metaqnn.cli.options.DefaultsHelpFormatter`),
+    and so do its subcommands' parsers, which are of this class too."""
+
+    def __init__(self, *args, formatter_class=DefaultsHelpFormatter, **kwargs) -> None:
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         message = " ".join(message.split())
@@ -100,9 +105,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="metaqnn", description="CNN architecture search with MetaQNN and GTN rewards."
     )
     parser.add_argument("--version", action="version", version=f"metaqnn {package_version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of:")
     for name, command in COMMANDS.items():
-        p = sub.add_parser(name, help=command.help, description=command.help)
+        p = sub.add_parser(
+            name, help=command.help, description=command.help,
+            formatter_class=DefaultsHelpFormatter,
+        )  # fmt: skip
         if only is None or name == only:
             command.configure(name)(p)
     return parser

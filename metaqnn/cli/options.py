@@ -1,6 +1,7 @@
-"""What every command shares, and no command: the data, device and net options, their parsing
-into values, and comma-separated lists (``--seeds 0,1,2``, ``--attacks fgsm,bim``). Each bad
-value raises a :class:`~metaqnn.errors.ConfigError` that names the option and the value.
+"""What every command shares, and no command: the help formatter, the data, device and net
+options, their parsing into values, and comma-separated lists (``--seeds 0,1,2``, ``--attacks
+fgsm,bim``). Each bad value raises a :class:`~metaqnn.errors.ConfigError` that names the
+option and the value.
 
 This module imports no command module, so every command can import it.
 """
@@ -26,6 +27,17 @@ if TYPE_CHECKING:
 EXIT_USER_ERROR = 2
 #: Exit status of a run that went wrong (e.g. a diverged training).
 EXIT_FAILED_RUN = 1
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every parser's help formatter: appends ``(default: X)`` to an option's help, unless X is
+    None, False or empty (nothing worth showing) or the help names it itself (``%(default)``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        default = action.default
+        if default is None or default is False or (isinstance(default, str) and not default):
+            return action.help or ""
+        return super()._get_help_string(action) or ""
 
 
 def ints(text: str, option: str) -> tuple[int, ...]:
@@ -88,16 +100,28 @@ def torch_device(name: str) -> torch.device:
     return device
 
 
-def add_data_options(p: argparse.ArgumentParser, default_dataset: str | None = "digits") -> None:
+def add_data_options(
+    p: argparse.ArgumentParser,
+    default_dataset: str | None = "digits",
+    *,
+    seed_help: str = "seed of split, init and shuffling",
+    checkpoint_split: bool = False,
+) -> None:
     """``--dataset`` (unless ``default_dataset`` is None), ``--data-root``, ``--download``,
-    ``--val-size``, ``--device`` and ``--seed``."""
+    ``--val-size``, ``--device`` and ``--seed`` (its help: ``seed_help``). With
+    ``checkpoint_split``, ``--val-size``'s help says it is for a checkpoint that records no
+    split (:func:`metaqnn.cli.evaluate.checkpoint_data`)."""
     if default_dataset is not None:
         p.add_argument("--dataset", default=default_dataset, help="dataset name (see `datasets`)")
     p.add_argument("--data-root", default=None, help="data root (default: $METAQNN_DATA)")
     p.add_argument("--download", action="store_true", help="let torchvision download files")
-    p.add_argument("--val-size", type=int, default=None, help="validation images held out")
+    held_out = "validation images held out of training"
+    if checkpoint_split:
+        held_out += ", if the checkpoint records no split"
+    p.add_argument("--val-size", type=int, default=None,
+                   help=f"{held_out} (0: none; default: the dataset's)")  # fmt: skip
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
-    p.add_argument("--seed", type=int, default=0, help="seed of split, init and shuffling")
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
 
 
 def add_net_options(p: argparse.ArgumentParser) -> None:
@@ -106,8 +130,10 @@ def add_net_options(p: argparse.ArgumentParser) -> None:
     from metaqnn.core.nets import ACTIVATIONS, INITS, NORMS
 
     p.add_argument("--norm", default="batch", help=f"normalisation: {', '.join(sorted(NORMS))}")
-    p.add_argument("--activation", default="relu", help=", ".join(sorted(ACTIVATIONS)))
-    p.add_argument("--init", default="xavier", help=", ".join(sorted(INITS)))
+    p.add_argument(
+        "--activation", default="relu", help=f"activation: {', '.join(sorted(ACTIVATIONS))}"
+    )
+    p.add_argument("--init", default="xavier", help=f"weight init: {', '.join(sorted(INITS))}")
     p.add_argument("--no-dropout", action="store_true", help="disable MetaQNN's dropout")
 
 
@@ -157,13 +183,13 @@ def add_limit_options(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("architecture limits (checked before anything is built)")
     g.add_argument("--max-depth", type=_count, default=d.max_depth,
-                   help=f"layers before SM (default {d.max_depth})")  # fmt: skip
+                   help="most layers before SM")  # fmt: skip
     g.add_argument("--max-params", type=_count, default=d.max_params,
-                   help=f"parameters (default {d.max_params:.0e})")  # fmt: skip
+                   help="most parameters (default: %(default).0e)")  # fmt: skip
     g.add_argument("--max-activations", type=_count, default=d.max_activations,
-                   help=f"layer outputs per image (default {d.max_activations:.0e})")  # fmt: skip
+                   help="most layer outputs per image (default: %(default).0e)")  # fmt: skip
     g.add_argument("--max-flops", type=_count, default=d.max_flops,
-                   help=f"FLOPs per image (default {d.max_flops:.0e})")  # fmt: skip
+                   help="most FLOPs per image (default: %(default).0e)")  # fmt: skip
 
 
 def limits_of(args: argparse.Namespace) -> ArchitectureLimits:

@@ -56,15 +56,16 @@ def configure_search(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--schedule",
         default="paper",
-        help="paper (2,700 models), quick (54), a factor of the paper's counts "
-        "(0.1), or stages such as 1.0:30,0.5:10,0.1:10",
+        help="paper (2,700 models), quick (54), a factor of the paper's counts (0.1), or "
+        "stages (1.0:30,0.5:10)",
     )
-    p.add_argument("--replay", type=int, default=100, help="replays after each model")
+    p.add_argument("--replay", type=int, default=100,
+                   help="stored trajectories replayed to the agent after each model")  # fmt: skip
     p.add_argument(
         "--workers",
         type=int,
         default=None,
-        help="evaluations at once (default 1; on --resume: the run's)",
+        help="evaluations at once (default: 1; on --resume: the run's)",
     )
     p.add_argument(
         "--backend",
@@ -73,12 +74,14 @@ def configure_search(p: argparse.ArgumentParser) -> None:
         help="inline (default for 1 worker), process (default for more), ray",
     )
     p.add_argument("--address", default=None, help="Ray cluster address (implies ray)")
-    p.add_argument("--logdir", default=None, help="run folder (default runs/search/...)")
+    p.add_argument("--logdir", default=None, help="run folder (default: runs/search/...)")
     p.add_argument("--resume", default=None, help="a run folder to continue")
-    p.add_argument("--max-models", type=int, default=None, help="stop after this many more")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
+    p.add_argument("--max-models", type=int, default=None,
+                   help="stop after this many more models (resumable)")  # fmt: skip
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after this many minutes (resumable)")  # fmt: skip
     p.add_argument("--top", type=int, default=10, help="models in the final report")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _config(args: argparse.Namespace):
@@ -231,17 +234,18 @@ def _search(args: argparse.Namespace) -> int:
 def configure_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a `metaqnn search` run folder")
     p.add_argument("--top", type=int, default=10, help="models in the table")
-    p.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
+    p.add_argument("--out", default=None, help="output folder (default: RUN_DIR/report)")
     p.add_argument(
         "--retrain-top",
         type=int,
         default=0,
         help="retrain the top K on real data with the full recipe",
     )
-    p.add_argument("--epochs", type=int, default=20, help="retraining epochs")
+    p.add_argument("--epochs", type=int, default=20, help="retraining epochs per model")
     p.add_argument("--device", default=None, help="retraining device (default: the search's)")
-    p.add_argument("--data-root", default=None, help="data root for retraining")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--data-root", default=None,
+                   help="data root for retraining (default: $METAQNN_DATA)")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run_report(args: argparse.Namespace) -> int:

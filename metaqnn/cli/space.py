@@ -65,7 +65,7 @@ def run_validate(args: argparse.Namespace) -> int:
 def configure_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", default="mnist", help="search-space preset")
     p.add_argument("-n", "--count", type=int, default=5, help="architectures to sample")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random sampling")
 
 
 def run_sample(args: argparse.Namespace) -> int:

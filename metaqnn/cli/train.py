@@ -10,6 +10,7 @@ from pathlib import Path
 
 from metaqnn.cli.options import (
     EXIT_FAILED_RUN,
+    DefaultsHelpFormatter,
     add_data_options,
     add_limit_options,
     add_net_options,
@@ -29,14 +30,15 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("architecture", help='e.g. "[C(32,3,1), P(2,2), FC(128), SM(10)]"')
     add_data_options(p, default_dataset="mnist")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=int, default=None, help="epochs (default 20)")
-    budget.add_argument("--steps", type=int, default=None, help="optimizer steps instead")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
+    budget.add_argument("--epochs", type=int, default=None, help="training epochs (default: 20)")
+    budget.add_argument("--steps", type=int, default=None, help="optimizer steps instead of epochs")
+    p.add_argument("--batch-size", type=int, default=128, help="training mini-batch size")
+    p.add_argument("--lr", type=float, default=1e-3,
+                   help="initial Adam learning rate (x0.2 every 5 epochs)")  # fmt: skip
     p.add_argument("--space", default=None, help="also check the rules of this preset")
     add_net_options(p)
     add_limit_options(p)
-    p.add_argument("--out", default=None, help="checkpoint path (default runs/train/...pt)")
+    p.add_argument("--out", default=None, help="checkpoint path (default: runs/train/...pt)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -122,13 +124,16 @@ def _train(args: argparse.Namespace) -> int:
 def configure_evaluate(p: argparse.ArgumentParser) -> None:
     from metaqnn.cli.evaluate import SUBCOMMANDS
 
-    sub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
-    acc = sub.add_parser("accuracy", help="accuracy of a checkpoint on its dataset")
+    sub = p.add_subparsers(dest="what", required=True, metavar="WHAT", help="one of:")
+    acc = sub.add_parser("accuracy", help="accuracy of a checkpoint on its dataset",
+                         formatter_class=DefaultsHelpFormatter)  # fmt: skip
     acc.add_argument("checkpoint", help="a checkpoint written by `metaqnn train`")
-    add_data_options(acc, default_dataset=None)
-    acc.add_argument("--split", choices=["test", "val"], default="test")
+    add_data_options(acc, default_dataset=None, checkpoint_split=True,
+                     seed_help="seed of the split, if the checkpoint records none")  # fmt: skip
+    acc.add_argument("--split", choices=["test", "val"], default="test", help="split to evaluate")
     for name, (configure, _, help_text) in SUBCOMMANDS.items():
-        configure(sub.add_parser(name, help=help_text, description=help_text))
+        configure(sub.add_parser(name, help=help_text, description=help_text,
+                                 formatter_class=DefaultsHelpFormatter))  # fmt: skip
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
