@@ -97,15 +97,18 @@ def _design(config: Config, row: str, seed: int, teacher: Path | None, ctx: Cont
     """One run of one row at one seed (resumed when its folder holds one)."""
     agent, _, reward = row.partition("/")
     run_dir = ctx.work / "runs" / f"{agent}-{reward}-seed{seed}"
-    # the search gets search_minutes; the final share is ample for the fixed epochs
+    # the search gets search_minutes; the final share is ample for the fixed epochs (at least
+    # 2 minutes, so that a search ending a model late never leaves the finals short)
     search_s = 60 * config.search_minutes
+    final_s = max(search_s, 120.0)
     design = DesignConfig(
-        dataset=config.dataset, budget_s=2 * search_s, logdir=str(run_dir),
+        dataset=config.dataset, budget_s=search_s + final_s, logdir=str(run_dir),
         data_root=ctx.data_root, device=str(ctx.device), seed=seed,
         gtn_checkpoint=None if teacher is None else str(teacher), recipe=config.recipe,
         epochs=config.final_epochs, finalists=config.finalists,
         width_divisor=config.width_divisor, score_size=config.score_size,
-        shares=(0.0, 0.5, 0.5), agent=agent, reward=reward, real_epochs=config.real_epochs,
+        shares=(0.0, search_s / (search_s + final_s), final_s / (search_s + final_s)),
+        agent=agent, reward=reward, real_epochs=config.real_epochs,
         baselines=False, final_width_divisor=config.final_width_divisor,
     )  # fmt: skip
     if (run_dir / "design.json").exists():

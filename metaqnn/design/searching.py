@@ -112,6 +112,8 @@ def run_sized(search: Search, seconds: float, agent: str, *, progress: bool,
                 search.reschedule(AGENTS[agent](total))
                 print(f"{search.done} models at {spent / new:.2f} s each; {agent} schedule "
                       f"re-sized to {search.schedule.total} models", flush=True)  # fmt: skip
+            elif search.finished:
+                return  # the schedule is done and the time left fits no more than it
         elif search.finished:
             return
         search.run(time_limit_s=max(left / slices, min(left, 1.0)), progress=progress)
