@@ -34,15 +34,15 @@ STEP_SIZE = Rule(lambda v: 0 < v <= 1, "a positive number of at most 1 (an Adam 
 # learning rates, clips and noise scales
 _POSITIVE = "lr init_lr warm_start_lr grad_clip sigma step_mult base_lr beta"
 # counts and sizes
-_AT_LEAST_ONE = """epochs steps batch_size finalists score_size real_epochs width_divisor
+_AT_LEAST_ONE = """epochs steps batch_size finalists real_epochs width_divisor
     final_width_divisor gtn_steps gtn_seeds workers max_models top seeds inner_steps
     inner_batch generator_hidden noise_dim outer_steps meta_batch truncate checkpoint_every
     dd_images_per_class dd_steps dd_epochs per_class max_images attack_images resamples pairs
-    truncation val_batch tune_seeds count val_size"""
+    truncation val_batch tune_seeds count"""
 # seeds, optional counts, and time limits (``gtn train --max-minutes 0`` saves the warm start
 # alone; ``search`` wants a positive limit and says so itself)
 _NON_NEGATIVE = """seed intermediate_every warm_start eval_archs retrain_top burn_in replay noise
-    exp_mult max_minutes"""
+    exp_mult max_minutes score_size val_size"""  # (--score-size 0: all; --val-size 0: none)
 
 #: Option destination -> its rule. Options absent here need only be finite.
 RULES: dict[str, Rule] = {

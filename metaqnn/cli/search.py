@@ -94,9 +94,6 @@ def _config(args: argparse.Namespace):
             "--reward gtn needs --gtn-checkpoint RUN_DIR (make one with `metaqnn "
             "gtn train`), or use --reward real"
         )
-    for name in ("epochs", "workers", "replay", "score_size", "gtn_seeds"):
-        if getattr(args, name) < (1 if name in ("epochs", "workers", "gtn_seeds") else 0):
-            raise ConfigError(f"--{name.replace('_', '-')}={getattr(args, name)} is out of range")
     if args.space is not None:
         space_for(args.space, args.dataset)
     backend = args.backend or (
@@ -168,8 +165,6 @@ def _search(args: argparse.Namespace) -> int:
     from metaqnn.search.tb import SearchLogger
 
     torch_device(args.device)
-    if args.max_models is not None and args.max_models < 1:
-        raise ConfigError(f"--max-models {args.max_models} must be at least 1")
     if args.max_minutes is not None and not (math.isfinite(args.max_minutes)
                                              and args.max_minutes > 0):  # fmt: skip
         raise ConfigError(f"--max-minutes {args.max_minutes} must be a positive number")

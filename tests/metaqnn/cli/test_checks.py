@@ -64,3 +64,10 @@ def test_a_closed_pipe_ends_quietly():
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert err == ""
+
+
+def test_zero_where_zero_means_something_is_accepted():
+    """``--score-size 0`` scores every validation image, ``--val-size 0`` holds none out."""
+    check_numbers(argparse.Namespace(score_size=0, val_size=0, seed=0, eval_archs=0))
+    with pytest.raises(ConfigError, match="--val-size -1"):
+        check_numbers(argparse.Namespace(val_size=-1))
