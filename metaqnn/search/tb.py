@@ -47,7 +47,7 @@ class SearchLogger:
         params = _flatten(config)
         self.hparams = {k: v if isinstance(v, bool | int | float | str) else str(v)
                         for k, v in params.items()}  # fmt: skip
-        self.metrics: dict[str, float] = {}
+        self._models: list[ModelRecord] = []
         self._step = 0
         self.writer.add_text(
             "hyperparameters",
@@ -73,13 +73,7 @@ class SearchLogger:
         )
         if step % self.top_every == 0 or search.finished:
             self.log_top(search.models, step)
-        rewards = [m.reward for m in search.models]
-        self.metrics = {
-            "hparam/best_reward": max(rewards),
-            "hparam/mean_reward": sum(rewards) / len(rewards),
-            "hparam/unique_models": float(step),
-        }
-        self._step = step
+        self._models, self._step = search.models, step  # metrics are computed once, at close
 
     def log_top(self, models: list[ModelRecord], step: int, k: int = 10) -> None:
         """The current top ``k`` as a markdown table."""
@@ -97,7 +91,11 @@ class SearchLogger:
     def close(self) -> None:
         """Write the hyperparameters with the run's metrics so far (TensorBoard's HParams tab
         compares runs by them), flush and close."""
-        if self.metrics:
-            self.writer.add_hparams(self.hparams, self.metrics, run_name=".",
+        if self._models:
+            rewards = [m.reward for m in self._models]
+            metrics = {"hparam/best_reward": max(rewards),
+                       "hparam/mean_reward": sum(rewards) / len(rewards),
+                       "hparam/unique_models": float(len(rewards))}  # fmt: skip
+            self.writer.add_hparams(self.hparams, metrics, run_name=".",
                                     global_step=self._step)  # fmt: skip
         self.writer.close()
