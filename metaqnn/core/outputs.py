@@ -23,8 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from gtn.io import atomic_save as gtn_atomic_save
 from metaqnn.errors import ConfigError
 
 #: Longest file name most file systems accept (bytes).
@@ -137,8 +136,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
 
 
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save`` of ``obj`` with :func:`atomic_write` (flushed and fsynced before the
-    rename).
+    """``torch.save`` of ``obj`` through :func:`gtn.io.atomic_save` (temporary file, fsync,
+    rename), with this module's one-line errors.
 
     Args:
         obj: What to save.
@@ -148,13 +147,13 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
         ``path``.
 
     Raises:
-        ConfigError: As :func:`atomic_write`.
+        ConfigError: If ``path`` is a folder, device, pipe or socket, or cannot be written.
     """
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-
-    return atomic_write(path, write)
+    path = Path(path)
+    problem = _not_regular(path)
+    if problem:
+        raise ConfigError(f"{path}: {problem}")
+    try:
+        return gtn_atomic_save(obj, path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
