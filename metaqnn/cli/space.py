@@ -42,7 +42,7 @@ def configure_validate(p: argparse.ArgumentParser) -> None:
 
 def run_validate(args: argparse.Namespace) -> int:
     from metaqnn.core.limits import check_limits
-    from metaqnn.core.nets import trace_shapes
+    from metaqnn.core.shapes import trace_shapes
 
     space = space_of(args.space)
     arch = space.validate(args.architecture)
@@ -81,7 +81,7 @@ def configure_datasets(p: argparse.ArgumentParser) -> None:
 
 
 def run_datasets(args: argparse.Namespace) -> int:
-    from metaqnn.core.data import describe
+    from metaqnn.core.datasets import describe
 
     info = describe(args.data_root)
     print(f"data root: {info[0]['root']}")

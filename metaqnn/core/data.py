@@ -13,20 +13,34 @@ idx files, decoded JPEGs) go to the cache (``$METAQNN_CACHE``, else ``~/.cache/m
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import torch
 
-from metaqnn.core.datasets import DATASETS, DatasetSpec, FilesMissing
+from metaqnn.core.datasets import (  # the paths and the catalogue live with the registry
+    DATASETS,
+    DatasetSpec,
+    FilesMissing,
+    PathLike,
+    cache_dir,
+    data_root,
+    describe,
+)
 from metaqnn.errors import ConfigError, DataFormatError, DatasetNotFoundError, UnknownDatasetError
 
-DATA_ENV = "METAQNN_DATA"
-CACHE_ENV = "METAQNN_CACHE"
-PathLike = str | os.PathLike[str]
+__all__ = [
+    "Dataset",
+    "Split",
+    "cache_dir",
+    "clear_memo",
+    "data_root",
+    "dataset_names",
+    "describe",
+    "get_spec",
+    "iterate_batches",
+    "load_dataset",
+]
 
 
 @dataclass(frozen=True)
@@ -119,17 +133,6 @@ class Dataset:
         return x * std + mean
 
 
-def data_root(root: PathLike | None = None) -> Path:
-    """The absolute data root: ``root``, else ``$METAQNN_DATA``, else ``~/.cache/metaqnn/data``."""
-    chosen = root if root is not None else os.environ.get(DATA_ENV) or "~/.cache/metaqnn/data"
-    return Path(chosen).expanduser().resolve()
-
-
-def cache_dir() -> Path:
-    """The absolute cache folder: ``$METAQNN_CACHE``, else ``~/.cache/metaqnn``."""
-    return Path(os.environ.get(CACHE_ENV) or "~/.cache/metaqnn").expanduser().resolve()
-
-
 _MEMO: dict[tuple, Dataset] = {}  # (name, root, val_size, seed, device) -> Dataset
 _MEMO_SIZE = 8
 
@@ -148,18 +151,6 @@ def get_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
         raise UnknownDatasetError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     return DATASETS[name]
-
-
-def describe(root: PathLike | None = None) -> list[dict[str, Any]]:
-    """Per dataset: name, input_shape (C, H, W), num_classes, whether its files are available
-    under the data root, the root, a description and how to get the files."""
-    path = data_root(root)
-    return [
-        {"name": spec.name, "input_shape": spec.input_shape, "num_classes": spec.num_classes,
-         "available": spec.available(path), "root": str(path), "description": spec.description,
-         "hint": spec.hint.format(root=path)}
-        for spec in DATASETS.values()
-    ]  # fmt: skip
 
 
 def clear_memo() -> None:

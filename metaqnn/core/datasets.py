@@ -19,13 +19,16 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import torch
-
-from gtn.io import atomic_save
 from metaqnn.errors import DataFormatError
 
+if TYPE_CHECKING:  # torch is imported where images are read, so the registry is light
+    import torch
+
+DATA_ENV = "METAQNN_DATA"
+CACHE_ENV = "METAQNN_CACHE"
+PathLike = str | os.PathLike[str]
 CIFAR10_TARBALL = "cifar10-jpeg.tar.gz"
 DIGITS_TEST_SIZE = 297  # digits held out (stratified, fixed seed) as a test split: 1500 remain
 _IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -97,6 +100,7 @@ def _one_line(text: object, limit: int = 300) -> str:
 
 def _read_torchvision(cls_name: str, base: Path, download: bool) -> list[torch.Tensor]:
     """``[train_x, train_y, test_x, test_y]`` of a torchvision dataset class rooted at ``base``."""
+    import torch
     from torchvision import datasets
 
     out: list[torch.Tensor] = []
@@ -179,6 +183,7 @@ def _mnist_loader(cls_name: str, source: str) -> Loader:
 def _load_digits(root: Path, cache: Path, download: bool) -> RawData:
     """scikit-learn's 8x8 digits, 0..16 scaled to [0, 1], with a fixed stratified test split."""
     import numpy as np
+    import torch
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -195,6 +200,7 @@ def _load_digits(root: Path, cache: Path, download: bool) -> RawData:
 def _decode_jpeg_tarball(tarball: Path) -> dict[str, torch.Tensor]:
     """Decode the ``train/<class>/*.jpg`` and ``test/<class>/*.jpg`` members of a tarball in
     ImageFolder order (classes sorted, then file names sorted), streaming it (no extraction)."""
+    import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
     members: dict[str, list[tuple[str, str, bytes]]] = {"train": [], "test": []}
@@ -225,6 +231,10 @@ def _decode_jpeg_tarball(tarball: Path) -> dict[str, torch.Tensor]:
 def _load_cifar10(root: Path, cache: Path, download: bool) -> RawData:
     """torchvision's pickled CIFAR-10 if present (or to be downloaded), else the JPEG tarball,
     decoded once and cached as a ``.pt`` keyed by the tarball's path, size and mtime."""
+    import torch
+
+    from gtn.io import atomic_save
+
     tarball = root / CIFAR10_TARBALL
     if (root / "cifar-10-batches-py").exists() or (download and not tarball.is_file()):
         return _torchvision_loader("CIFAR10", ("cifar-10-batches-py",), "CIFAR-10")(
@@ -288,3 +298,26 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                 "CIFAR-100: 32x32 RGB, 100 classes, 50000 train / 10000 test"),
 )}  # fmt: skip
 """The registry: dataset name -> spec. The name is also the search-space preset's name."""
+
+
+def data_root(root: PathLike | None = None) -> Path:
+    """The absolute data root: ``root``, else ``$METAQNN_DATA``, else ``~/.cache/metaqnn/data``."""
+    chosen = root if root is not None else os.environ.get(DATA_ENV) or "~/.cache/metaqnn/data"
+    return Path(chosen).expanduser().resolve()
+
+
+def cache_dir() -> Path:
+    """The absolute cache folder: ``$METAQNN_CACHE``, else ``~/.cache/metaqnn``."""
+    return Path(os.environ.get(CACHE_ENV) or "~/.cache/metaqnn").expanduser().resolve()
+
+
+def describe(root: PathLike | None = None) -> list[dict[str, Any]]:
+    """Per dataset: name, input_shape (C, H, W), num_classes, whether its files are available
+    under the data root, the root, a description and how to get the files."""
+    path = data_root(root)
+    return [
+        {"name": spec.name, "input_shape": spec.input_shape, "num_classes": spec.num_classes,
+         "available": spec.available(path), "root": str(path), "description": spec.description,
+         "hint": spec.hint.format(root=path)}
+        for spec in DATASETS.values()
+    ]  # fmt: skip

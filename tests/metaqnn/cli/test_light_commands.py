@@ -20,13 +20,35 @@ print("torch imported:", "torch" in sys.modules, file=sys.stderr)
 
 
 @pytest.mark.parametrize(
-    "argv", [["--version"], ["--help"], ["sample", "-n", "2"], ["space"], ["train", "--help"]]
+    "argv",
+    [
+        ["--version"],
+        ["--help"],
+        ["sample", "-n", "2"],
+        ["space"],
+        ["validate", "[C(64,3,1), P(2,2), FC(128), SM(10)]"],
+        ["datasets"],
+        ["train", "--help"],
+    ],
 )
 def test_a_light_command_imports_no_torch(argv):
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     light = argv[0] != "train"
     assert f"torch imported: {not light}" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_validate_and_datasets_still_answer_in_full():
+    """Without torch, ``validate`` still traces shapes and counts FLOPs, and ``datasets`` still
+    lists the registry with availability."""
+    done = subprocess.run([sys.executable, "-c", PROBE, "validate", "--space", "digits",
+                           "[C(16,3,1), P(2,2), FC(64), SM(10)]"], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert "16x8x8" in done.stdout and "FLOPs per image: " in done.stdout, done.stdout
+    done = subprocess.run([sys.executable, "-c", PROBE, "datasets"], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert "| digits " in done.stdout and "| yes " in done.stdout, done.stdout
 
 
 def test_no_escape_codes_when_stderr_is_not_a_terminal(tmp_path):
