@@ -133,8 +133,31 @@ def scaled_defaults(dataset: str) -> dict[str, object]:
     return {k: teacher.get(k, v) for k, v in base.items()}
 
 
+#: What ``gtn train --resume`` applies; every other option is the run's own (in its checkpoint)
+#: and is refused, so that nothing given is silently ignored.
+CHANGEABLE_ON_RESUME = frozenset({
+    "resume", "outer_steps", "max_minutes", "device", "data_root", "download", "no_progress",
+    "eval_archs", "command", "gtn_command", "version",
+})  # fmt: skip
+
+
+def _refuse_fixed_on_resume(args: argparse.Namespace) -> None:
+    """One line naming the options a ``--resume`` would otherwise ignore."""
+    fixed = sorted(set(getattr(args, "given_options", ())) - CHANGEABLE_ON_RESUME)
+    if fixed:
+        names = ", ".join("--" + name.replace("_", "-") for name in fixed)
+        raise ConfigError(
+            f"--resume {args.resume} keeps the run's own {names} (recorded in its checkpoint); "
+            "drop them, or start a new run (--init-from starts one from this teacher). A resume "
+            "can change --outer-steps (e.g. extend it), --max-minutes, --device, --data-root "
+            "and --eval-archs"
+        )
+
+
 def run_train(args: argparse.Namespace) -> int:
     """``metaqnn gtn train``: the options as a :class:`TeacherRun`, then :func:`train_teacher`."""
+    if args.resume:
+        _refuse_fixed_on_resume(args)
     fields = {f.name for f in dataclasses.fields(TeacherRun)}
     values = {k: v for k, v in vars(args).items() if k in fields}
     for name, default in scaled_defaults(args.dataset).items():

@@ -118,15 +118,25 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def given_options(parser: argparse.ArgumentParser, command: str, argv: Sequence[str]) -> frozenset:
     """The destinations of the options written on the command line (``--epochs 3`` or
-    ``--epochs=3``), so that a resume can tell an option given from its default."""
-    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
-    if sub is None or command not in sub.choices:
-        return frozenset()
-    given = set()
-    for action in sub.choices[command]._actions:
-        for option in action.option_strings:
-            if any(a == option or a.startswith(option + "=") for a in argv):
-                given.add(action.dest)
+    ``--epochs=3``), so that a resume can tell an option given from its default. Nested
+    commands (``gtn train``) are followed down to the parser that took the options."""
+    del command  # the chain of (sub)command names is read from argv itself
+    given: set[str] = set()
+    current: argparse.ArgumentParser | None = parser
+    words = list(argv)
+    while current is not None:
+        sub = None
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                sub = action
+            for option in action.option_strings:
+                if any(a == option or a.startswith(option + "=") for a in words):
+                    given.add(action.dest)
+        name = next((w for w in words if sub is not None and w in sub.choices), None)
+        current = sub.choices[name] if sub is not None and name is not None else None
+        if name is not None:
+            words = words[words.index(name) + 1 :]
+    given.discard("help")
     return frozenset(given)
 
 

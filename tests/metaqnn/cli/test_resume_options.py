@@ -41,3 +41,27 @@ def test_a_schedule_shorter_than_what_is_recorded_is_refused(capsys, tmp_path):
     assert main(["search", "--resume", str(run), "--schedule", "1.0:2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "3 are already recorded" in err[0], err
+
+
+def test_gtn_train_resume_refuses_the_options_it_would_ignore(capsys, tmp_path):
+    """``gtn train --resume DIR --inner-steps 8`` used to go on with the run's own inner steps
+    without a word; now it is one line naming the option, before anything is read or written."""
+    run = tmp_path / "teacher"
+    run.mkdir()
+    code = main(["gtn", "train", "--resume", str(run), "--inner-steps", "8", "--seed=3",
+                 "--dataset", "digits", "--outer-steps", "9"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert (
+        "--dataset, --inner-steps, --seed" in err[0]
+        and "--outer-steps" not in err[0].split("keeps")[1].split(";")[0]
+    ), err
+    assert list(run.iterdir()) == []
+
+
+def test_given_options_follow_nested_commands():
+    from metaqnn.cli.main import build_parser, given_options
+
+    argv = ["gtn", "train", "--resume", "r", "--inner-steps=8", "--no-progress"]
+    given = given_options(build_parser(only="gtn"), "gtn", argv)
+    assert given == {"resume", "inner_steps", "no_progress"}
