@@ -25,6 +25,7 @@ from experiments.common.teachers import scored_teacher
 from experiments.harness import Context, Outcome, main
 from gtn.meta import load_meta_checkpoint, teacher_from_checkpoint
 from gtn.pretrained import PRECISIONS, export_teacher
+from metaqnn.core.data import Split
 from metaqnn.core.training import evaluate
 from metaqnn.errors import ConfigError
 from metaqnn.runinfo import run_metadata
@@ -73,7 +74,8 @@ def run(config: Config, ctx: Context) -> Outcome:
                              config.teacher_outer_steps)  # fmt: skip
     loaded = load_space_run(run_dir, config.count, data_root=ctx.data_root, device=ctx.device)
     data, archs, net = loaded.data, loaded.archs, loaded.net
-    val = data.val if config.val_size == 0 else data.val[: config.val_size]
+    n = config.val_size or len(data.val)
+    val = Split(data.val.x[:n], data.val.y[:n])
     teachers = {"fp32": loaded.teacher}
     sizes = {}
     for precision in config.precisions:
