@@ -4,13 +4,12 @@ Written with torch and torchvision only (the ``imagecorruptions`` package fails 
 batched, on the images' device, deterministic for a seed, for any channel count. Images are
 pixels in [0, 1], shape (N, C, H, W); every corruption returns the same shape in [0, 1].
 
-Severities: the noise, blur, brightness, contrast, JPEG, pixelate and fog levels are
-CIFAR-10-C's (Hendrycks & Dietterich 2019, ``make_cifar_c.py``). Elastic is expressed as the
-standard deviation of a smooth displacement field, in pixels of a 32-pixel image. The
-geometric ones (rotate, shear, scale, translate) follow MNIST-C (Mu & Gilmer 2019) in kind,
-with the levels given in :data:`CORRUPTIONS`; they fill uncovered pixels with black.
-Sizes are scaled to the image: blur kernels, elastic fields and translations are given for
-32 pixels and scaled by ``H / 32``.
+Severities depend on the kind of image (:mod:`metaqnn.evaluation.corruption_levels`): MNIST-C's
+levels (Mu & Gilmer 2019) for 28x28 grey digits, CIFAR-10-C's (Hendrycks & Dietterich 2019)
+for 32x32 colour images; the kind is read from the images' channels and size unless given.
+Elastic is the standard deviation of a smooth displacement field. The geometric ones (rotate,
+shear, scale, translate) follow MNIST-C and fill uncovered pixels with black. Sizes are given
+for 32 pixels and scaled by ``H / 32``: blur kernels, elastic fields.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from metaqnn.errors import ConfigError
+from metaqnn.evaluation.corruption_levels import LEVELS, Levels, check_kind, image_kind
 
 SEVERITIES = (1, 2, 3, 4, 5)
 """The severity levels every corruption has."""
@@ -224,10 +224,12 @@ def _rotate(x: torch.Tensor, degrees: float, gen: torch.Generator) -> torch.Tens
     return _affine(x, theta)  # theta (N, 2, 3)
 
 
-def _shear(x: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:
-    s = _signs(len(x), gen, x) * amount  # (N,)
+def _shear(x: torch.Tensor, level: tuple[float, float], gen: torch.Generator) -> torch.Tensor:
+    """Output-to-input map ``(u, v) -> (u +- shear v, scale v)``, a random sign per image."""
+    s = _signs(len(x), gen, x) * level[0]  # (N,)
     one, zero = torch.ones_like(s), torch.zeros_like(s)
-    theta = torch.stack([torch.stack([one, s, zero], 1), torch.stack([zero, one, zero], 1)], 1)
+    vertical = torch.full_like(s, level[1])
+    theta = torch.stack([torch.stack([one, s, zero], 1), torch.stack([zero, vertical, zero], 1)], 1)
     return _affine(x, theta)
 
 
@@ -271,38 +273,37 @@ class CorruptionSpec:
 
     Attributes:
         apply: Applies one level's parameter to a batch.
-        levels: The parameter of severities 1 to 5.
+        levels: Image kind (``"mnist"``, ``"cifar"``) -> the parameters of severities 1 to 5.
         family: ``noise``, ``blur``, ``digital``, ``geometric`` or ``weather``.
     """
 
     apply: CorruptionFn
-    levels: tuple[Any, ...]
+    levels: dict[str, Levels]
     family: str
 
 
-#: Corruption name -> spec; levels are the parameters of severities 1..5.
+def _spec(name: str, apply: CorruptionFn, family: str) -> CorruptionSpec:
+    """The spec of ``name`` with its levels of every image kind from :data:`LEVELS`."""
+    return CorruptionSpec(apply, {kind: table[name] for kind, table in LEVELS.items()}, family)
+
+
+#: Corruption name -> spec; levels are per image kind, the parameters of severities 1..5.
 CORRUPTIONS: dict[str, CorruptionSpec] = {
-    "gaussian_noise": CorruptionSpec(
-        lambda x, s, g: gaussian_noise(x, s, g), (0.04, 0.06, 0.08, 0.09, 0.10), "noise"
-    ),
-    "shot_noise": CorruptionSpec(_shot_noise, (500, 250, 100, 75, 50), "noise"),
-    "impulse_noise": CorruptionSpec(_impulse_noise, (0.01, 0.02, 0.03, 0.05, 0.07), "noise"),
-    "gaussian_blur": CorruptionSpec(_gaussian_blur, (0.4, 0.6, 0.7, 0.8, 1.0), "blur"),
-    "defocus_blur": CorruptionSpec(
-        _defocus_blur, ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1.0, 0.2), (1.5, 0.1)), "blur"
-    ),
-    "brightness": CorruptionSpec(_brightness, (0.05, 0.1, 0.15, 0.2, 0.3), "digital"),
-    "contrast": CorruptionSpec(_contrast, (0.75, 0.5, 0.4, 0.3, 0.15), "digital"),
-    "jpeg": CorruptionSpec(_jpeg, (80, 65, 58, 50, 40), "digital"),
-    "pixelate": CorruptionSpec(_pixelate, (0.95, 0.9, 0.85, 0.75, 0.65), "digital"),
-    "elastic": CorruptionSpec(_elastic, (0.5, 0.75, 1.0, 1.25, 1.5), "digital"),
-    "rotate": CorruptionSpec(_rotate, (10, 20, 30, 40, 50), "geometric"),
-    "shear": CorruptionSpec(_shear, (0.1, 0.2, 0.3, 0.4, 0.5), "geometric"),
-    "scale": CorruptionSpec(_scale_down, (0.9, 0.8, 0.7, 0.6, 0.5), "geometric"),
-    "translate": CorruptionSpec(_translate, (0.04, 0.08, 0.12, 0.16, 0.2), "geometric"),
-    "fog": CorruptionSpec(
-        _fog, ((0.2, 3.0), (0.5, 3.0), (0.75, 2.5), (1.0, 2.0), (1.5, 1.75)), "weather"
-    ),
+    "gaussian_noise": _spec("gaussian_noise", lambda x, s, g: gaussian_noise(x, s, g), "noise"),
+    "shot_noise": _spec("shot_noise", _shot_noise, "noise"),
+    "impulse_noise": _spec("impulse_noise", _impulse_noise, "noise"),
+    "gaussian_blur": _spec("gaussian_blur", _gaussian_blur, "blur"),
+    "defocus_blur": _spec("defocus_blur", _defocus_blur, "blur"),
+    "brightness": _spec("brightness", _brightness, "digital"),
+    "contrast": _spec("contrast", _contrast, "digital"),
+    "jpeg": _spec("jpeg", _jpeg, "digital"),
+    "pixelate": _spec("pixelate", _pixelate, "digital"),
+    "elastic": _spec("elastic", _elastic, "digital"),
+    "rotate": _spec("rotate", _rotate, "geometric"),
+    "shear": _spec("shear", _shear, "geometric"),
+    "scale": _spec("scale", _scale_down, "geometric"),
+    "translate": _spec("translate", _translate, "geometric"),
+    "fog": _spec("fog", _fog, "weather"),
 }
 
 
@@ -322,15 +323,19 @@ def corrupt(
     name: str,
     severity: int,
     *,
+    kind: str | None = None,
     seed: int = 0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Apply a registered corruption at a severity.
+    """Apply a registered corruption at a severity, with the levels of the images' kind.
 
     Args:
         pixels: Images in [0, 1], shape (N, C, H, W), on any device.
         name: A key of :data:`CORRUPTIONS`.
         severity: 1 (mildest) to 5.
+        kind: Whose levels to use, ``"mnist"`` (MNIST-C's) or ``"cifar"`` (CIFAR-10-C's);
+            default :func:`~metaqnn.evaluation.corruption_levels.image_kind` of ``pixels``
+            (``"mnist"`` for grey images of at most 28x28).
         seed: Seeds a fresh CPU generator when ``generator`` is not given.
         generator: CPU generator to draw randomness from (advanced by the call).
 
@@ -339,8 +344,8 @@ def corrupt(
         same result.
 
     Raises:
-        ConfigError: For an unknown name, a severity outside 1..5, or images that are not a
-            (N, C, H, W) float tensor.
+        ConfigError: For an unknown name or kind, a severity outside 1..5, or images that are
+            not a (N, C, H, W) float tensor.
     """
     spec = get_corruption(name)
     if severity not in SEVERITIES or isinstance(severity, bool):
@@ -348,6 +353,7 @@ def corrupt(
     if pixels.ndim != 4 or not pixels.is_floating_point():
         raise ConfigError(f"expected float images (N, C, H, W), got {pixels.dtype} "
                           f"{tuple(pixels.shape)}")  # fmt: skip
+    levels = spec.levels[image_kind(pixels) if kind is None else check_kind(kind)]
     gen = generator if generator is not None else torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        return spec.apply(pixels, spec.levels[severity - 1], gen)
+        return spec.apply(pixels, levels[severity - 1], gen)

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from metaqnn.errors import ConfigError
 from metaqnn.evaluation.attacks import ATTACKS, AttackConfig, run_attack
+from metaqnn.evaluation.corruption_levels import check_kind
 from metaqnn.evaluation.corruptions import (
     CORRUPTIONS,
     SEVERITIES,
@@ -60,6 +61,10 @@ class RobustnessConfig:
     """Strength of the ``lbfgs`` attack (see :class:`AttackConfig`)."""
     corruptions: tuple[str, ...] = tuple(CORRUPTIONS)
     """Corruptions (keys of ``CORRUPTIONS``), each at severities 1 to 5."""
+    corruption_kind: str | None = None
+    """Whose severity levels the corruptions and destruction transforms use: ``"mnist"``
+    (MNIST-C's) or ``"cifar"`` (CIFAR-10-C's); None reads it from the images (``"mnist"``
+    for grey images of at most 28x28, see :mod:`metaqnn.evaluation.corruption_levels`)."""
     destruction_attacks: tuple[str, ...] = ("fgsm", "bim", "ll")
     """Attacks whose adversarial examples get destruction rates (Kurakin's three)."""
     destruction_epsilon: float = 16 / 255
@@ -89,6 +94,8 @@ class RobustnessConfig:
                 raise ConfigError(
                     f"unknown corruption {name!r}; choose from {', '.join(CORRUPTIONS)}"
                 )
+        if self.corruption_kind is not None:
+            check_kind(self.corruption_kind)
         for eps in (*self.epsilons, self.destruction_epsilon):
             AttackConfig(epsilon=eps, beta=self.beta)  # raises a ConfigError naming eps
         if self.destruction_epsilon == 0:
@@ -260,7 +267,7 @@ def evaluate_robustness(
         raise ConfigError("robustness inputs must be pixels in [0, 1]; denormalise them first")
     device = model_device(model)
     pixels, labels = pixels.to(device), labels.to(device)
-    batch, seed = config.batch_size, config.seed
+    batch, seed, kind = config.batch_size, config.seed, config.corruption_kind
     timings: dict[str, float] = {}
     start = time.perf_counter()
     fast = inference_model(model, pixels[:batch]) if config.fast_inference else model
@@ -294,7 +301,7 @@ def evaluate_robustness(
     for name in tqdm(config.corruptions, desc="corruptions", disable=not progress, leave=False):
         curve = []
         for severity in SEVERITIES:
-            corrupted = corrupt(pixels, name, severity, seed=seed)  # (N, C, H, W)
+            corrupted = corrupt(pixels, name, severity, kind=kind, seed=seed)  # (N, C, H, W)
             # a severity too small for the image size (a blur of a fifth of a pixel on 8x8)
             # leaves the images as they were: NaN, reported as such, not as a flat line
             same = bool((corrupted - pixels).abs().max() <= 1e-6)
@@ -336,8 +343,9 @@ def evaluate_robustness(
         fooled = right & (predict(fast, adv, batch_size=batch) != ya)  # (M,)
         rates = {
             transform: tuple(
-                _share_restored(fooled, predict(fast, corrupt(adv, transform, s, seed=seed),
-                                                batch_size=batch) == ya)
+                _share_restored(fooled, predict(
+                    fast, corrupt(adv, transform, s, kind=kind, seed=seed), batch_size=batch
+                ) == ya)
                 for s in SEVERITIES
             )
             for transform in config.destruction_transforms

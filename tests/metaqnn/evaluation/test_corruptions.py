@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from metaqnn.errors import ConfigError
+from metaqnn.evaluation.corruption_levels import CIFAR, IMAGE_KINDS, LEVELS, MNIST, image_kind
 from metaqnn.evaluation.corruptions import (
     CORRUPTIONS,
     SEVERITIES,
@@ -57,6 +58,45 @@ def test_severity_degrades_a_trained_model_monotonically_on_average(trained):
     assert means[-1] < means[0] < clean + 0.005
 
 
+def test_every_kind_has_five_levels_of_every_corruption():
+    for kind, table in LEVELS.items():
+        assert set(table) == set(CORRUPTIONS), kind
+        assert all(len(levels) == len(SEVERITIES) for levels in table.values()), kind
+    assert all(set(spec.levels) == set(IMAGE_KINDS) for spec in CORRUPTIONS.values())
+
+
+@pytest.mark.parametrize(
+    ("shape", "kind"),
+    [((2, 1, 28, 28), MNIST), ((2, 1, 8, 8), MNIST), ((2, 3, 32, 32), CIFAR),
+     ((2, 1, 32, 32), CIFAR), ((2, 3, 28, 28), CIFAR)],
+)  # fmt: skip
+def test_the_kind_is_read_from_channels_and_size(shape, kind):
+    assert image_kind(torch.zeros(shape)) == kind
+
+
+def test_grey_digits_get_mnist_c_levels_unless_a_kind_is_given():
+    x = _images(SHAPES[0])
+    gen = torch.Generator
+    mnist_c = gaussian_noise(x, 0.38, gen().manual_seed(3))  # MNIST-C's severity 5
+    cifar_c = gaussian_noise(x, 0.10, gen().manual_seed(3))  # CIFAR-10-C's severity 5
+    assert torch.equal(corrupt(x, "gaussian_noise", 5, seed=3), mnist_c)
+    assert torch.equal(corrupt(x, "gaussian_noise", 5, seed=3, kind="cifar"), cifar_c)
+    colour = _images(SHAPES[1])
+    assert torch.equal(corrupt(colour, "contrast", 4), corrupt(colour, "contrast", 4, kind=CIFAR))
+    assert not torch.equal(corrupt(colour, "contrast", 4), corrupt(colour, "contrast", 4,
+                                                                   kind=MNIST))  # fmt: skip
+    with pytest.raises(ConfigError, match=r"'svhn'.*mnist, cifar"):
+        corrupt(x, "fog", 1, kind="svhn")
+
+
+def test_mnist_geometric_levels_are_mnist_c_pixels():
+    x = torch.zeros(1, 1, 28, 28)
+    x[..., 10:14, 12:16] = 1.0
+    out = corrupt(x, "translate", 3)  # MNIST-C: 3 pixels along each axis, random signs
+    rows, cols = out[0, 0].nonzero(as_tuple=True)
+    assert {int(rows.min()) - 10, int(cols.min()) - 12} <= {-3, 3}
+
+
 def test_noise_and_blur_at_zero_are_identities():
     x = _images(SHAPES[0])
     assert torch.equal(gaussian_blur(x, 0.0), x)
@@ -72,7 +112,8 @@ def test_blur_keeps_a_constant_image():
 def test_brightness_adds_to_grey_and_contrast_keeps_the_mean():
     x = torch.full((1, 1, 28, 28), 0.5)
     x[..., :14, :] = 0.2
-    torch.testing.assert_close(corrupt(x, "brightness", 2), x + 0.1)
+    torch.testing.assert_close(corrupt(x, "brightness", 2), x + 0.2)  # MNIST-C's level
+    torch.testing.assert_close(corrupt(x, "brightness", 2, kind="cifar"), x + 0.1)
     out = corrupt(x, "contrast", 3)
     torch.testing.assert_close(out.mean(), x.mean())
     assert out.std() < x.std()
@@ -102,3 +143,11 @@ def test_separable_gaussian_equals_the_2d_filter(sigma):
     x = torch.rand(3, 2, 12, 12, generator=torch.Generator().manual_seed(0))
     reference = _filter(x, _gaussian_kernel(sigma))
     assert torch.allclose(_gaussian_filter(x, sigma), reference, atol=1e-6)
+
+
+def test_robustness_config_checks_the_kind():
+    from metaqnn.evaluation.robustness import RobustnessConfig
+
+    assert RobustnessConfig(corruption_kind="cifar").corruption_kind == "cifar"
+    with pytest.raises(ConfigError, match="'svhn'"):
+        RobustnessConfig(corruption_kind="svhn")
