@@ -8,6 +8,7 @@ Importing this package registers ``metaqnn/CNNDesign-v0``::
 
 import gymnasium
 
+from envs.bench import BenchTable, BenchTableError, CNNDesignBenchEnv, load_table
 from envs.cnn_design import CNNDesignEnv, encode_state, observation_space
 from envs.layers import (
     Architecture,
@@ -26,14 +27,21 @@ ENV_ID = "metaqnn/CNNDesign-v0"
 
 if ENV_ID not in gymnasium.registry:
     gymnasium.register(id=ENV_ID, entry_point="envs.cnn_design:CNNDesignEnv")
+BENCH_ENV_ID = "metaqnn/CNNDesignBench-v0"
+if BENCH_ENV_ID not in gymnasium.registry:
+    gymnasium.register(id=BENCH_ENV_ID, entry_point="envs.bench:CNNDesignBenchEnv")
 
 __all__ = [
+    "BENCH_ENV_ID",
     "ENV_ID",
     "PRESETS",
     "RULES",
     "Architecture",
     "ArchitectureError",
     "ArchitectureParseError",
+    "BenchTable",
+    "BenchTableError",
+    "CNNDesignBenchEnv",
     "CNNDesignEnv",
     "Conv",
     "FullyConnected",
@@ -46,6 +54,7 @@ __all__ = [
     "State",
     "encode_state",
     "get_space",
+    "load_table",
     "observation_space",
     "output_size",
 ]

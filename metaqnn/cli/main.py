@@ -72,6 +72,9 @@ COMMANDS: dict[str, Command] = {
         "write a checkpoint as a TorchScript (or ONNX) model that takes [0, 1] pixels", "export"
     ),
     "gtn": Command("Generative Teaching Networks: train, sample, eval", "gtn"),
+    "bench": Command(
+        "a tabular benchmark of a search space: build (resumable), export, show", "bench"
+    ),
     "lopt": Command("learned optimizer for robustness (Metz et al. 2019): train, eval", "lopt"),
     "validate": Command("check an architecture against a search space", "space"),
     "sample": Command("print random valid architectures of a search space", "space"),

@@ -32,7 +32,7 @@ ROOMS = [
     {"metaqnn.core"},
     {"metaqnn.evaluation", "metaqnn.teacher"},
     {"metaqnn.rewards", "metaqnn.learned_optimizer"},
-    {"metaqnn.search"},
+    {"metaqnn.search", "metaqnn.tabular"},
     {"metaqnn.demo", "metaqnn.design"},
     {"metaqnn.cli", "metaqnn.__main__"},
 ]
