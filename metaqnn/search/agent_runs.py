@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.cnn_design import CNNDesignEnv
+from envs.cnn_design import CNNDesignEnv, zero_reward
 from envs.layers import Architecture
 from envs.space import SearchSpace
 from metaqnn.errors import ConfigError
@@ -245,7 +245,9 @@ class AgentSettings:
     def env(self, reward_fn: Callable[[Architecture], float] | None = None) -> CNNDesignEnv:
         """A fresh environment over the space."""
         return CNNDesignEnv(
-            self.space, reward_fn=reward_fn, invalid_action_reward=self.invalid_action_reward
+            self.space,
+            reward_fn=zero_reward if reward_fn is None else reward_fn,
+            invalid_action_reward=self.invalid_action_reward,
         )
 
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from envs.cnn_design import CNNDesignEnv
+from envs.cnn_design import CNNDesignEnv, zero_reward
 from metaqnn.errors import CheckpointError, ConfigError
 from metaqnn.rewards.result import RewardResult, as_reward, reward_name
 from metaqnn.rewards.spec import build_reward
@@ -112,7 +112,7 @@ class Search:
         self._lock: RunLock | None = None  # set by create() and resume()
         self.space = config.search_space()
         self.schedule = EpsilonSchedule.parse(config.schedule)
-        self.env = CNNDesignEnv(self.space)
+        self.env = CNNDesignEnv(self.space, reward_fn=zero_reward)  # rewards come from workers
         self.agent = QLearningAgent(
             self.env.action_space.n, alpha=config.alpha, gamma=config.gamma, q_init=config.q_init
         )
