@@ -59,7 +59,8 @@ PRETRAINED: dict[str, Pretrained] = {
         about=(
             "whole-space teacher at widths / 16: relative step rule, warm start of 600 fit "
             "steps on real images, then 87 outer steps of the learned schedule (27 min on a "
-            "2-core CPU); learners reach 0.77 on real meta-batches; int8"
+            "2-core CPU); learners reach 0.77 on real meta-batches; int8 (fp16 would be 14.4 MB; "
+            "rewards of 24 architectures: Spearman 0.997 against fp32, fp16 0.995)"
         ),
     ),
     "digits": Pretrained(
