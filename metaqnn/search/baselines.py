@@ -11,6 +11,10 @@
   so they learn the rules from that penalty; every illegal episode is counted.
 * ``maskable_ppo``: sb3-contrib's ``MaskablePPO`` with PPO's settings, reading the action masks
   (needs ``pip install 'metaqnn[rl]'``). The SB3 runners are in :mod:`.sb3_agents`.
+* ``evolution``: regularized (aging) evolution (Real et al. 2019) by mutating action
+  sequences through the environment (:mod:`.evolution`).
+* ``tpe``: Optuna's TPE, one categorical per step over every action, illegal choices mapped
+  onto legal ones (:mod:`.tpe`; needs ``pip install 'metaqnn[tpe]'``).
 
 The budget is the number of unique architectures a run evaluates. An architecture a run has
 evaluated before reuses its reward and does not count (as in MetaQNN), and it is counted as a
@@ -39,9 +43,11 @@ from metaqnn.search.agent_runs import (
     RunRecorder,
     finish_run,
 )
+from metaqnn.search.evolution import run_evolution
 from metaqnn.search.replay import ReplayMemory
 from metaqnn.search.sb3_agents import SB3_AGENTS, SB3_RUNNERS, SB3Agent, run_sb3
 from metaqnn.search.schedule import EpsilonSchedule
+from metaqnn.search.tpe import run_tpe
 
 __all__ = [
     "AGENTS",
@@ -108,6 +114,8 @@ def run_random(settings: AgentSettings, cache: CachedReward, seed: int) -> Agent
 AGENTS: dict[str, AgentRunner] = {
     "qlearning": run_qlearning,
     "random": run_random,
+    "evolution": run_evolution,
+    "tpe": run_tpe,
     **SB3_RUNNERS,
 }
 
