@@ -1,6 +1,6 @@
-"""The final phase of a design run: the best designs back at full width, the hand-designed
-baselines, one epoch budget that fits them all in the time left, and their training with the
-final recipe."""
+"""The final phase of a design run: the best designs back at full width (the arithmetic of
+widths is :mod:`metaqnn.core.widths`), the hand-designed baselines, one epoch budget that fits
+them all in the time left, and their training with the final recipe."""
 
 from __future__ import annotations
 
@@ -12,60 +12,16 @@ from pathlib import Path
 
 import torch
 
-from envs.layers import Architecture, Conv, FullyConnected
-from envs.space import SearchSpace
+from envs.layers import Architecture
 from metaqnn.core.checkpoint import save_checkpoint
 from metaqnn.core.data import Dataset
-from metaqnn.core.nets import NetConfig, count_flops, count_parameters
+from metaqnn.core.nets import NetConfig, count_parameters
 from metaqnn.core.training import TrainConfig, evaluate, train_architecture
-from metaqnn.errors import ConfigError
+from metaqnn.core.widths import full_width, rescale, widest_fitting
 
-
-def rescale(arch: Architecture, space: SearchSpace, divisor: int, to: int = 1) -> Architecture:
-    """``arch``, found in ``space.scale_widths(divisor)``, at the widths of
-    ``space.scale_widths(to)`` (``to=1``: the full space's widths).
-
-    Raises:
-        ConfigError: If a width of ``arch`` is not one of the scaled space's.
-    """
-    if divisor == to:
-        return arch
-    filters = {max(1, f // divisor): max(1, f // to) for f in space.conv_filters}
-    widths = {max(1, w // divisor): max(1, w // to) for w in space.fc_widths}
-    layers = []
-    for layer in arch.layers:
-        if isinstance(layer, Conv):
-            if layer.filters not in filters:
-                raise ConfigError(f"{layer} in {arch}: {layer.filters} filters is not a width "
-                                  f"of the {space.name} space divided by {divisor}")  # fmt: skip
-            layer = dataclasses.replace(layer, filters=filters[layer.filters])
-        elif isinstance(layer, FullyConnected):
-            if layer.width not in widths:
-                raise ConfigError(f"{layer} in {arch}: width {layer.width} is not a width of "
-                                  f"the {space.name} space divided by {divisor}")  # fmt: skip
-            layer = dataclasses.replace(layer, width=widths[layer.width])
-        layers.append(layer)
-    return Architecture(tuple(layers))
-
-
-def full_width(arch: Architecture, space: SearchSpace, divisor: int) -> Architecture:
-    """``arch``, found in ``space.scale_widths(divisor)``, with the full space's widths back."""
-    return rescale(arch, space, divisor, 1)
-
-
-def widest_fitting(arch: Architecture, space: SearchSpace, divisor: int, max_flops: float,
-                   *, in_channels: int, input_size: int) -> tuple[Architecture, int]:  # fmt: skip
-    """The widest version of ``arch`` (found at widths / ``divisor``) whose forward pass costs
-    at most ``max_flops``: full width, else widths / 2, / 4, ... and at the narrowest the
-    search width. Returns it with its width divisor.
-    """
-    to = 1
-    while True:
-        wide = rescale(arch, space, divisor, to)
-        flops = count_flops(wide, in_channels=in_channels, input_size=input_size)
-        if to >= divisor or flops <= max_flops:
-            return wide, to
-        to = min(2 * to, divisor)
+#: Re-exported from :mod:`metaqnn.core.widths` (torch-free), where they live.
+__all__ = ["Candidate", "FinalResult", "choose_epochs", "epoch_seconds", "full_width",
+           "rescale", "train_final", "widest_fitting"]  # fmt: skip
 
 
 @dataclass(frozen=True)
