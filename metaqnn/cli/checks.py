@@ -32,17 +32,19 @@ FRACTION = Rule(lambda v: 0 < v < 1, "a number strictly between 0 and 1")
 STEP_SIZE = Rule(lambda v: 0 < v <= 1, "a positive number of at most 1 (an Adam step size)")
 
 # learning rates, clips and noise scales
-_POSITIVE = "lr init_lr warm_start_lr grad_clip sigma step_mult base_lr beta"
+_POSITIVE = """lr init_lr warm_start_lr grad_clip sigma step_mult base_lr beta
+    max_design_flops"""
 # counts and sizes
 _AT_LEAST_ONE = """epochs steps batch_size finalists real_epochs width_divisor
     final_width_divisor gtn_steps gtn_seeds workers max_models top seeds inner_steps
     inner_batch generator_hidden noise_dim outer_steps meta_batch truncate checkpoint_every
     dd_images_per_class dd_steps dd_epochs per_class max_images attack_images resamples pairs
-    truncation val_batch tune_seeds count"""
+    truncation val_batch tune_seeds count flops_width_divisor cost_width_divisor"""
 # seeds, optional counts, and time limits (``gtn train --max-minutes 0`` saves the warm start
-# alone; ``search`` wants a positive limit and says so itself)
+# alone; ``search`` wants a positive limit and says so itself; --score-size 0: all;
+# --val-size 0: none; ``design --cost-multiple 0``: no cost cap)
 _NON_NEGATIVE = """seed intermediate_every warm_start eval_archs retrain_top burn_in replay noise
-    exp_mult max_minutes score_size val_size"""  # (--score-size 0: all; --val-size 0: none)
+    exp_mult max_minutes score_size val_size cost_multiple"""
 
 #: Option destination -> its rule. Options absent here need only be finite.
 RULES: dict[str, Rule] = {

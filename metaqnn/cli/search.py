@@ -54,6 +54,22 @@ def configure_search(p: argparse.ArgumentParser) -> None:
         help="divide conv filters and FC widths (use the GTN run's value)",
     )
     p.add_argument(
+        "--max-design-flops",
+        type=float,
+        default=None,
+        metavar="FLOPS",
+        help="cost-aware search: allow a layer only while the architecture so far costs at "
+        "most FLOPS forward FLOPs per image at widths / --flops-width-divisor (the classifier "
+        "is always allowed; default: no cap). Not --max-flops, which limits what may be built",
+    )
+    p.add_argument(
+        "--flops-width-divisor",
+        type=int,
+        default=1,
+        help="count --max-design-flops at the space's widths divided by this (it must divide "
+        "--width-divisor; default 1: full width)",
+    )
+    p.add_argument(
         "--schedule",
         default="paper",
         help="paper (2,700 models), quick (54), a factor of the paper's counts (0.1), or "
@@ -124,6 +140,8 @@ def _config(args: argparse.Namespace):
         workers=args.workers,
         backend=backend,
         address=args.address,
+        max_flops=args.max_design_flops,
+        flops_width_divisor=args.flops_width_divisor,
     )
     check_space_size(config.search_space(), limits_of(args))
     return config
@@ -133,7 +151,7 @@ def _config(args: argparse.Namespace):
 FIXED_ON_RESUME = (
     "dataset", "data_root", "download", "val_size", "device", "seed", "reward", "gtn_checkpoint",
     "gtn_steps", "gtn_seeds", "precision", "channels_last", "score_size", "epochs", "space",
-    "width_divisor", "replay", "logdir",
+    "width_divisor", "replay", "logdir", "max_design_flops", "flops_width_divisor",
 )  # fmt: skip
 
 
@@ -198,6 +216,9 @@ def _search(args: argparse.Namespace) -> int:
         f"{search.schedule.total} models, {config.workers} worker(s) ({config.backend}); "
         f"run folder {run_dir}"
     )
+    if config.max_flops is not None:
+        print(f"cost cap: {config.max_flops:,.0f} FLOPs per image before the classifier, at "
+              f"widths / {config.flops_width_divisor}")  # fmt: skip
     start, before = time.perf_counter(), search.done
     try:
         search.run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -41,6 +42,13 @@ class SearchConfig:
     """Ray cluster address."""
     max_repeats: int = 10_000
     """Stop when this many samples in a row bring no new architecture (space exhausted)."""
+    max_flops: float | None = None
+    """Cost-aware search: a layer is allowed only while the architecture so far, at widths /
+    ``flops_width_divisor``, costs at most this many forward FLOPs per image (the classifier
+    is never refused; :class:`metaqnn.search.cost.CostMask`). None: no cap."""
+    flops_width_divisor: int = 1
+    """The width at which ``max_flops`` is counted: the full space's widths divided by this
+    (it must divide ``width_divisor``, so the search's widths map onto it)."""
 
     def __post_init__(self) -> None:
         EpsilonSchedule.parse(self.schedule)  # raises ConfigError on a bad spec
@@ -51,12 +59,31 @@ class SearchConfig:
                 f"SearchConfig: replay={self.replay} must be >= 0, workers="
                 f"{self.workers} >= 1, max_repeats={self.max_repeats} >= 1"
             )
+        if self.max_flops is not None and not _positive(self.max_flops):
+            raise ConfigError(
+                f"SearchConfig: max_flops={self.max_flops!r} must be a positive number "
+                "(--max-design-flops)"
+            )
+        divisor = self.flops_width_divisor
+        if not (
+            _positive(divisor) and isinstance(divisor, int) and self.width_divisor % divisor == 0
+        ):
+            raise ConfigError(
+                f"SearchConfig: flops_width_divisor={divisor!r} must be a positive integer that "
+                f"divides width_divisor={self.width_divisor!r} (--flops-width-divisor)"
+            )
+
+    def full_space(self) -> SearchSpace:
+        """The search space at full width (the one :meth:`search_space` scales)."""
+        try:
+            return get_space(self.space or _preset_of(self.reward.dataset))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def search_space(self) -> SearchSpace:
         """The (possibly width-scaled) search space."""
         try:
-            space = get_space(self.space or _preset_of(self.reward.dataset))
-            return space.scale_widths(self.width_divisor)
+            return self.full_space().scale_widths(self.width_divisor)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
@@ -83,6 +110,13 @@ class SearchConfig:
             return cls.from_dict(data)
         except (TypeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"{path}: the stored search config is unusable ({exc})") from None
+
+
+def _positive(value: object) -> bool:
+    """Whether ``value`` is a finite number above 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and value > 0
 
 
 def _preset_of(dataset: str) -> str:

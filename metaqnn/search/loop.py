@@ -30,6 +30,7 @@ from metaqnn.rewards.spec import build_reward
 from metaqnn.runlock import RunLock
 from metaqnn.search.agent import QLearningAgent, trajectory_of
 from metaqnn.search.config import SearchConfig
+from metaqnn.search.cost import cost_masked
 from metaqnn.search.failures import (
     MACHINERY,
     MAX_ATTEMPTS,
@@ -112,7 +113,8 @@ class Search:
         self._lock: RunLock | None = None  # set by create() and resume()
         self.space = config.search_space()
         self.schedule = EpsilonSchedule.parse(config.schedule)
-        self.env = CNNDesignEnv(self.space, reward_fn=zero_reward)  # rewards come from workers
+        env = CNNDesignEnv(self.space, reward_fn=zero_reward)  # rewards come from workers
+        self.env = cost_masked(env, config)  # under config.max_flops, if any
         self.agent = QLearningAgent(
             self.env.action_space.n, alpha=config.alpha, gamma=config.gamma, q_init=config.q_init
         )
