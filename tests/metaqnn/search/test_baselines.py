@@ -175,5 +175,14 @@ def test_missing_sb3_contrib_is_a_one_line_error(monkeypatch):
 
 
 def test_registry_holds_every_agent():
-    assert set(AGENTS) == {"qlearning", "random", "ppo", "a2c", "dqn", "maskable_ppo"}
+    assert set(AGENTS) == {
+        "qlearning",
+        "random",
+        "evolution",
+        "tpe",
+        "ppo",
+        "a2c",
+        "dqn",
+        "maskable_ppo",
+    }
     assert np.all([callable(fn) for fn in AGENTS.values()])
