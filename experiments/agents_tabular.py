@@ -72,7 +72,7 @@ class Config:
     """The shipped teacher of its GTN column."""
     table_seed: str = "mean"
     """``mean`` (over the table's seeds) or one of them (as a string, e.g. ``"0"``)."""
-    agents: tuple[str, ...] = ("random", "qlearning", "maskable_ppo", "dqn")
+    agents: tuple[str, ...] = ("random", "qlearning", "evolution", "tpe", "maskable_ppo", "dqn")
     """Agents (keys of ``AGENTS``)."""
     seeds: tuple[int, ...] = tuple(range(20))
     """Seeds: every agent runs once per seed."""
