@@ -41,6 +41,14 @@ def configure_design(p: argparse.ArgumentParser) -> None:
     p.add_argument("--final-width-divisor", type=int, default=None,
                    help="train the finalists at widths / this (default: full width, or the "
                    "widest that fits the time left)")  # fmt: skip
+    p.add_argument("--cost-multiple", type=float, default=None, metavar="X",
+                   help="cost-aware search: designs may cost at most X times the forward FLOPs "
+                   "of the costliest hand baseline, counted at widths / --cost-width-divisor "
+                   "(default: the dataset's: 2 on MNIST and Fashion-MNIST, off on digits; 0: "
+                   "off)")  # fmt: skip
+    p.add_argument("--cost-width-divisor", type=int, default=None,
+                   help="count the cost cap at widths / this (default: the dataset's: 4 on "
+                   "MNIST; narrowed to one that divides --width-divisor)")  # fmt: skip
     p.add_argument("--no-baselines", action="store_true",
                    help="do not train the hand-designed baselines in the final phase")  # fmt: skip
     p.add_argument("--data-root", default=None, help="data root (default: $METAQNN_DATA)")
@@ -79,7 +87,8 @@ def run_design(args: argparse.Namespace) -> int:
         finalists=args.finalists, width_divisor=args.width_divisor,
         score_size=args.score_size or None, shares=shares, agent=args.agent,
         reward=args.reward, real_epochs=args.real_epochs, baselines=not args.no_baselines,
-        final_width_divisor=args.final_width_divisor,
+        final_width_divisor=args.final_width_divisor, cost_multiple=args.cost_multiple,
+        cost_width_divisor=args.cost_width_divisor,
     )  # fmt: skip
     design(config, progress=not args.no_progress)
     return 0

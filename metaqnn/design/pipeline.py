@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import os
 import shutil
 import time
@@ -37,6 +38,7 @@ from metaqnn.design.budget import (
     BudgetPlan,
     format_duration,
 )
+from metaqnn.design.cost import CostCap, cost_width, narrowest_divisor, plan_cost_cap
 from metaqnn.design.finals import (
     Candidate,
     epoch_seconds,
@@ -101,6 +103,12 @@ class DesignConfig:
     final_width_divisor: int | None = None
     """Train the finalists at the space's widths divided by this (None: full width, or the
     widest that fits the time left)."""
+    cost_multiple: float | None = None
+    """Cost-aware search: a design may cost at most this many times the forward FLOPs of the
+    costliest baseline, at the cost width (None: the preset's; 0: no cap)."""
+    cost_width_divisor: int | None = None
+    """The width at which the cap is counted, as a divisor of the space's widths (None: the
+    preset's); it is narrowed to one that divides the search's (:func:`cost_width`)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.shares, list):  # read back from JSON
@@ -111,7 +119,7 @@ class DesignConfig:
         if self.finalists < 1 or (self.epochs is not None and self.epochs < 1):
             raise ConfigError(f"--finalists {self.finalists} and --epochs {self.epochs} must be "
                               "at least 1")  # fmt: skip
-        for name in ("width_divisor", "final_width_divisor"):
+        for name in ("width_divisor", "final_width_divisor", "cost_width_divisor"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 flag = "--" + name.replace("_", "-")
@@ -124,6 +132,11 @@ class DesignConfig:
                               f"{', '.join(SEARCH_REWARDS)}")  # fmt: skip
         if self.real_epochs < 1:
             raise ConfigError(f"--real-epochs {self.real_epochs} must be at least 1")
+        if self.cost_multiple is not None and not (
+            math.isfinite(self.cost_multiple) and self.cost_multiple >= 0
+        ):
+            raise ConfigError(f"--cost-multiple {self.cost_multiple} must be a number of at "
+                              "least 0 (0: no cost cap)")  # fmt: skip
 
     @property
     def preset(self) -> DatasetPreset:
@@ -139,6 +152,13 @@ class DesignConfig:
     def needs_teacher(self) -> bool:
         """Whether the run meta-trains a teacher (a GTN reward and no teacher given)."""
         return self.reward == "gtn" and not self.gtn_checkpoint
+
+    def cost_cap(self) -> CostCap | None:
+        """The search's cost cap (None: off), from the baselines' FLOPs alone."""
+        preset = self.preset
+        multiple = preset.cost_multiple if self.cost_multiple is None else self.cost_multiple
+        divisor = cost_width(self.cost_width_divisor or preset.cost_width_divisor, self.divisor)
+        return plan_cost_cap(preset.baselines, get_space(self.dataset), multiple, divisor)
 
     def plan(self) -> BudgetPlan:
         """The split of the budget."""
@@ -319,10 +339,12 @@ def baseline_candidates(config: DesignConfig) -> list[Candidate]:
 
 
 def design_candidates(config: DesignConfig, ranked: list[tuple[str, float]],
-                      max_flops: float | None = None) -> Iterator[Candidate]:  # fmt: skip
+                      max_flops: float | None = None,
+                      cost: CostCap | None = None) -> Iterator[Candidate]:  # fmt: skip
     """The distinct designs, best first (named ``design 1``, ``design 2``, ...): at the
     config's ``final_width_divisor``, else at full width, or, with ``max_flops``, at the
-    widest scaling whose forward pass costs at most that. A design that widens into a
+    widest scaling whose forward pass costs at most that, but never narrower than the cost
+    width of the search's ``cost`` cap for a design within it. A design that widens into a
     baseline is skipped."""
     space = get_space(config.dataset)
     shape = {"in_channels": space.input_channels, "input_size": space.input_size}
@@ -336,7 +358,9 @@ def design_candidates(config: DesignConfig, ranked: list[tuple[str, float]],
         elif max_flops is None:
             wide, divisor = full_width(narrow, space, config.divisor), 1
         else:
-            wide, divisor = widest_fitting(narrow, space, config.divisor, max_flops, **shape)
+            floor = narrowest_divisor(narrow, cost, space, config.divisor)
+            wide, divisor = widest_fitting(narrow, space, config.divisor, max_flops, **shape,
+                                           narrowest=floor)  # fmt: skip
         if str(wide) in seen:
             continue
         seen.add(str(wide))
@@ -345,10 +369,11 @@ def design_candidates(config: DesignConfig, ranked: list[tuple[str, float]],
 
 
 def candidates(config: DesignConfig, ranked: list[tuple[str, float]],
-               max_flops: float | None = None) -> list[Candidate]:  # fmt: skip
+               max_flops: float | None = None,
+               cost: CostCap | None = None) -> list[Candidate]:  # fmt: skip
     """The baselines, then the ``finalists`` best distinct designs
     (:func:`design_candidates`)."""
-    designs = design_candidates(config, ranked, max_flops)
+    designs = design_candidates(config, ranked, max_flops, cost)
     return [*baseline_candidates(config), *itertools.islice(designs, config.finalists)]
 
 

@@ -136,7 +136,7 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
         f"The {config.agent} search ran at widths / {config.divisor} with the "
         f"{_LABEL[config.reward]} reward "
         f"({search.get('seconds_per_model', math.nan):.2f} s per model, schedule "
-        f"`{search.get('schedule', '?')}`).",
+        f"`{search.get('schedule', '?')}`).{_cost_sentence(state.data.get('cost_cap'))}",
         "",
         "| phase | spent |",
         "|---|---|",
@@ -158,12 +158,22 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
         "hand_baseline": None if base is None else base.architecture,
         "recipe": config.recipe, "final_epochs": state.data.get("final_epochs"),
         "width_divisor": config.divisor, "agent": config.agent, "reward": config.reward,
+        "cost_cap": state.data.get("cost_cap"),
         "seeds": [config.seed], "spent_s": state.data["spent"],
         "machine": machine["device_name"], "commit": machine["git_commit"],
         "finals": [r.__dict__ for r in results],
     }  # fmt: skip
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     return path
+
+
+def _cost_sentence(cap: dict[str, Any] | None) -> str:
+    """The search's cost cap in words ('' without one)."""
+    if not cap:
+        return ""
+    return (f" It built only designs of at most {cap['max_flops'] / 1e6:.1f} MFLOPs per image "
+            f"before the classifier at widths / {cap['width_divisor']} "
+            f"({cap['multiple']:g}x the costliest baseline).")  # fmt: skip
 
 
 def _key(x: float) -> float:

@@ -19,6 +19,7 @@ from pathlib import Path
 from envs.layers import Architecture
 from metaqnn.core.export import export_checkpoint
 from metaqnn.design.budget import format_duration
+from metaqnn.design.cost import CostCap
 from metaqnn.design.finals import Candidate, FinalResult, choose_epochs, epoch_seconds, train_final
 from metaqnn.design.pipeline import (
     FINAL_NET,
@@ -119,14 +120,24 @@ def _new_search(state: DesignState, teacher: Path | None, run_dir: Path) -> Sear
                       gtn_checkpoint=None if teacher is None else str(teacher),
                       score_size=config.score_size)  # fmt: skip
     left = config.plan().search_s
-    search, info = sized_search(spec, run_dir, agent=config.agent, seconds=left,
-                                width_divisor=config.divisor, seed=config.seed)  # fmt: skip
+    cost = _cost_cap(state)
+    search, info = sized_search(
+        spec, run_dir, agent=config.agent, seconds=left, width_divisor=config.divisor,
+        seed=config.seed, max_flops=cost.max_flops if cost else None,
+        flops_width_divisor=cost.width_divisor if cost else 1,
+    )  # fmt: skip
     state.data["search"] = info
     state.save()
+    capped = f" within the cost cap (widths / {cost.width_divisor})" if cost else ""
     print(f"{config.reward} reward at widths / {config.divisor}: "
-          f"{info['seconds_per_model']:.2f} s per model; {config.agent} schedule sized to "
-          f"{info['planned_models']} models", flush=True)  # fmt: skip
+          f"{info['seconds_per_model']:.2f} s per model{capped}; {config.agent} schedule sized "
+          f"to {info['planned_models']} models", flush=True)  # fmt: skip
     return search
+
+
+def _cost_cap(state: DesignState) -> CostCap | None:
+    """The run's search cost cap, as planned (None: off, or a run from before caps)."""
+    return CostCap.from_dict(state.data.get("cost_cap"))
 
 
 def _final_pool(state: DesignState, data, ranked: list[tuple[str, float]]) -> list[Candidate]:
@@ -135,25 +146,30 @@ def _final_pool(state: DesignState, data, ranked: list[tuple[str, float]]) -> li
 
     Widths come from a FLOPs estimate; each design's epoch is then measured, and a design
     that still costs more than twice its share (deep nets at full resolution cost more than
-    their FLOPs say) gives its place to the next best. The pool and the measured costs are
-    stored, so a resume trains the same models.
+    their FLOPs say) gives its place to the next best. A design within the search's cost cap
+    is not narrowed below the cost width, and may cost what the cap allows there. The pool
+    and the measured costs are stored, so a resume trains the same models.
     """
     config = state.config
     if config.final_width_divisor is not None:
         return candidates(config, ranked)
     if "final_pool" in state.data:
         return [Candidate(**c) for c in state.data["final_pool"]]
+    cost = _cost_cap(state)
     if "final_epochs" in state.data:  # finals begun before the pool was stored
-        return candidates(config, ranked, state.data.get("final_width", {}).get("max_flops"))
+        return candidates(config, ranked, state.data.get("final_width", {}).get("max_flops"),
+                          cost)  # fmt: skip
     start = time.perf_counter()
     costs = dict(state.data.get("baseline_epoch_costs") or baseline_epoch_costs(config, data))
     left = config.budget_s - state.spent()
     share = design_epoch_share(config, costs, left)
     cap = final_flops_cap(config, data, costs, left)
+    if cost is not None:  # a design at the cost width may cost what the cap allows there
+        share = max(share, share * cost.max_flops / cap)
     train = final_train_config(config)
     accepted: list[Candidate] = []
     dear: list[tuple[float, Candidate]] = []
-    tries = itertools.islice(design_candidates(config, ranked, cap), 3 * config.finalists)
+    tries = itertools.islice(design_candidates(config, ranked, cap, cost), 3 * config.finalists)
     for c in tries:
         cost = epoch_seconds(Architecture.parse(c.architecture), data, train, FINAL_NET,
                              config.device)  # fmt: skip
@@ -256,6 +272,8 @@ def run_design(config: DesignConfig | None = None, *, resume: str | Path | None 
         lock = RunLock(config.logdir).acquire()
         state = DesignState.create(Path(config.logdir), config)
         state.data["baseline_epoch_costs"] = costs
+        cost = config.cost_cap()  # from the baselines' FLOPs: no training
+        state.data["cost_cap"] = None if cost is None else cost.to_dict()
         state.add_time("plan", time.perf_counter() - start)
     with lock:
         return _run_phases(state, progress=progress)
@@ -265,6 +283,9 @@ def _run_phases(state: DesignState, *, progress: bool) -> Path:
     """Teacher, search, finals, winner and report of a run this process owns."""
     config = state.config
     print(config.plan().describe(), flush=True)
+    cost = _cost_cap(state)
+    if cost is not None:
+        print(cost.describe(), flush=True)
     data = load_data(config)
 
     # 1. the teacher; 2. the search with its reward; 3. the final training

@@ -10,6 +10,7 @@ so both record, resume and time the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -18,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from envs.cnn_design import CNNDesignEnv, zero_reward
 from envs.space import get_space
 from metaqnn.errors import ConfigError
 from metaqnn.rewards.spec import RewardSpec, build_reward
+from metaqnn.search.cost import cost_masked, sample
 from metaqnn.search.loop import Search, SearchConfig
 from metaqnn.search.schedule import PAPER_STAGES, EpsilonSchedule
 from metaqnn.search.workers import InlineBackend
@@ -54,35 +57,46 @@ def check_agent(name: str) -> None:
 
 
 def sized_search(spec: RewardSpec, run_dir: Path, *, agent: str, seconds: float,
-                 width_divisor: int, seed: int) -> tuple[Search, dict[str, Any]]:  # fmt: skip
+                 width_divisor: int, seed: int, max_flops: float | None = None,
+                 flops_width_divisor: int = 1) -> tuple[Search, dict[str, Any]]:  # fmt: skip
     """A new search in ``run_dir`` whose schedule fits ``seconds``.
 
     The reward is built, timed on :data:`COST_PROBES` random architectures of the space at
-    widths / ``width_divisor`` (that time counts against ``seconds``), and the agent's schedule
-    is sized to 90 % of what is left.
+    widths / ``width_divisor`` (within the cost cap, if any; that time counts against
+    ``seconds``), and the agent's schedule is sized to 90 % of what is left.
+
+    Args:
+        max_flops: The search's cost cap (:attr:`SearchConfig.max_flops`; None: none),
+            counted at widths / ``flops_width_divisor``.
 
     Returns:
         The search (not yet run) and what was measured: ``seconds_per_model``,
-        ``planned_models``, ``schedule``, ``width_divisor``, ``agent``, ``reward``.
+        ``planned_models``, ``schedule``, ``width_divisor``, ``agent``, ``reward`` (and
+        ``max_flops`` and ``flops_width_divisor`` with a cap).
 
     Raises:
         ConfigError: For an unknown agent or reward, or a reward that cannot be built.
     """
     check_agent(agent)
     start = time.perf_counter()
+    config = SearchConfig(reward=spec, width_divisor=width_divisor, seed=seed,
+                          max_flops=max_flops, flops_width_divisor=flops_width_divisor)  # fmt: skip
     reward = build_reward(spec)
     space = get_space(spec.dataset).scale_widths(width_divisor)
+    env = cost_masked(CNNDesignEnv(space, reward_fn=zero_reward), config)
     rng = np.random.default_rng(seed + 1)
     probe = time.perf_counter()
-    for _ in range(COST_PROBES):
-        reward.evaluate(space.sample(rng))
+    for _ in range(COST_PROBES):  # without a cap, as space.sample draws them
+        reward.evaluate(space.sample(rng) if max_flops is None else sample(env, rng))
     per_model = (time.perf_counter() - probe) / COST_PROBES
     left = seconds - (time.perf_counter() - start)
     planned = max(10, math.floor(0.9 * left / per_model))
     schedule = AGENTS[agent](planned)
     info = {"seconds_per_model": per_model, "planned_models": planned, "schedule": schedule,
             "width_divisor": width_divisor, "agent": agent, "reward": spec.name}  # fmt: skip
-    config = SearchConfig(reward=spec, width_divisor=width_divisor, schedule=schedule, seed=seed)
+    if max_flops is not None:
+        info |= {"max_flops": max_flops, "flops_width_divisor": flops_width_divisor}
+    config = dataclasses.replace(config, schedule=schedule)
     return Search.create(config, run_dir, backend=InlineBackend(reward=reward)), info
 
 
