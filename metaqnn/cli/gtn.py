@@ -14,7 +14,13 @@ from gtn.distill import DistilledData
 from gtn.inner_loop import STEP_RULES
 from gtn.meta import teacher_from_checkpoint
 from gtn.teacher import GTNTeacher
-from metaqnn.cli.options import DefaultsHelpFormatter, add_data_options, load_data, torch_device
+from metaqnn.cli.options import (
+    DefaultsHelpFormatter,
+    add_data_options,
+    load_data,
+    refuse_on_resume,
+    torch_device,
+)
 from metaqnn.core.nets import NetConfig
 from metaqnn.core.outputs import atomic_write, check_output_path
 from metaqnn.errors import ConfigError
@@ -143,15 +149,13 @@ CHANGEABLE_ON_RESUME = frozenset({
 
 def _refuse_fixed_on_resume(args: argparse.Namespace) -> None:
     """One line naming the options a ``--resume`` would otherwise ignore."""
-    fixed = sorted(set(getattr(args, "given_options", ())) - CHANGEABLE_ON_RESUME)
-    if fixed:
-        names = ", ".join("--" + name.replace("_", "-") for name in fixed)
-        raise ConfigError(
-            f"--resume {args.resume} keeps the run's own {names} (recorded in its checkpoint); "
-            "drop them, or start a new run (--init-from starts one from this teacher). A resume "
-            "can change --outer-steps (e.g. extend it), --max-minutes, --device, --data-root "
-            "and --eval-archs"
-        )
+    refuse_on_resume(
+        args, set(getattr(args, "given_options", ())) - CHANGEABLE_ON_RESUME,
+        kept_in="its checkpoint",
+        hint="start a new run (--init-from starts one from this teacher)",
+        changeable="--outer-steps (e.g. extend it), --max-minutes, --device, --data-root and "
+        "--eval-archs",
+    )  # fmt: skip
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from envs.layers import Architecture, Conv, Softmax
@@ -261,3 +262,20 @@ def check_space_size(space: SearchSpace, limits: ArchitectureLimits) -> None:
             f"search space {space.name!r} allows {space.max_depth} x {conv} on "
             f"{space.input_channels}x{space.input_size}x{space.input_size} images: {exc}"
         ) from None
+
+
+def refuse_on_resume(args: argparse.Namespace, fixed: Iterable[str], *, kept_in: str,
+                     changeable: str, hint: str = "start a new run") -> None:  # fmt: skip
+    """One line naming the ``fixed`` options written on a ``--resume`` command line (the run
+    keeps its own, recorded in ``kept_in``); ``changeable`` lists what a resume does apply.
+
+    Raises:
+        ConfigError: If any of ``fixed`` was given.
+    """
+    given = sorted(set(getattr(args, "given_options", ())) & set(fixed))
+    if given:
+        names = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ConfigError(
+            f"--resume {args.resume} keeps the run's own {names} (recorded in "
+            f"{kept_in}); drop them, or {hint}. A resume can change {changeable}"
+        )

@@ -158,14 +158,11 @@ FIXED_ON_RESUME = (
 def _refuse_fixed_on_resume(args: argparse.Namespace) -> None:
     """One line naming the options a resume would otherwise ignore; ``--schedule``,
     ``--workers``, ``--backend``, ``--max-models`` and ``--max-minutes`` are applied."""
-    given = sorted(set(getattr(args, "given_options", ())) & set(FIXED_ON_RESUME))
-    if given:
-        names = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise ConfigError(
-            f"--resume {args.resume} keeps the run's own {names} (recorded in its search.db); "
-            "drop them, or start a new run. A resume can change --schedule (e.g. extend it), "
-            "--workers, --backend, --max-models and --max-minutes"
-        )
+    from metaqnn.cli.options import refuse_on_resume
+
+    refuse_on_resume(args, FIXED_ON_RESUME, kept_in="its search.db",
+                     changeable="--schedule (e.g. extend it), --workers, --backend, "
+                     "--max-models and --max-minutes")  # fmt: skip
 
 
 def run_search(args: argparse.Namespace) -> int:
