@@ -44,6 +44,7 @@ from experiments.common.tabular_report import (
 )
 from experiments.harness import REPO_ROOT, Context, Outcome, main
 from metaqnn.errors import ConfigError
+from metaqnn.runinfo import run_metadata
 from metaqnn.search.baselines import AGENTS, AgentRun, AgentSettings, CachedReward, run_agent
 from metaqnn.search.schedule import PAPER_STAGES
 
@@ -195,7 +196,7 @@ def run(config: Config, ctx: Context) -> Outcome:
     plot_regret(times, ctx.figure("regret_time.png"), xlabel="simulated training time (s)",
                 x=grid)  # fmt: skip
     header = table.header
-    machine = ctx.memo("machine", lambda: __import__("metaqnn.runinfo").runinfo.run_metadata())
+    machine = run_metadata(ctx.device)  # this run's commit, not a memo of an earlier one
     summary = {
         "space": table.space.name, "architectures": len(table),
         "seeds_per_architecture": len(table.seeds), "table_bytes": os.path.getsize(path),
@@ -209,7 +210,7 @@ def run(config: Config, ctx: Context) -> Outcome:
                                          if r["proxy"] == "GTN reward"), None),
         "fidelity": fidelity, "table_header": {k: header.get(k) for k in ("command", "recipe",
                                                                           "machine", "dataset")},
-        "built_here": build_command, "commit": machine.get("git_commit"),
+        "built_here": build_command, "commit": machine.get("git_commit"), "machine": machine,
     }  # fmt: skip
     (ctx.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     markdown = report_markdown(summary, summaries, fidelity, checkpoints, len(config.seeds))
