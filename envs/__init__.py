@@ -4,11 +4,21 @@ Importing this package registers ``metaqnn/CNNDesign-v0``::
 
     import gymnasium, envs
     env = gymnasium.make("metaqnn/CNNDesign-v0", space="mnist", reward_fn=my_reward)
+
+and ``metaqnn/CNNDesignBench-v0``, whose reward is a lookup in the shipped MNIST table::
+
+    env = gymnasium.make("metaqnn/CNNDesignBench-v0")   # table="mnist-bench"
 """
 
 import gymnasium
 
-from envs.bench import BenchTable, BenchTableError, CNNDesignBenchEnv, load_table
+from envs.bench import (
+    BenchTable,
+    BenchTableError,
+    CNNDesignBenchEnv,
+    load_table,
+    shipped_tables,
+)
 from envs.cnn_design import CNNDesignEnv, encode_state, observation_space
 from envs.layers import (
     Architecture,
@@ -57,4 +67,5 @@ __all__ = [
     "load_table",
     "observation_space",
     "output_size",
+    "shipped_tables",
 ]

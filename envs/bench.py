@@ -2,6 +2,11 @@
 its file format, and the Gymnasium environment whose reward is a lookup in it (numpy and
 gymnasium only).
 
+The package ships the MNIST table ``mnist-bench`` (:data:`SHIPPED_TABLES`; every architecture
+of the ``mnist-bench`` space trained twice), so one line gives a benchmark environment::
+
+    env = gymnasium.make("metaqnn/CNNDesignBench-v0")            # table="mnist-bench"
+
 A table file is one ``np.savez_compressed`` archive, readable with numpy alone::
 
     z = np.load("table.npz")       # allow_pickle stays False: no objects inside
@@ -48,6 +53,42 @@ PAYLOAD: tuple[str, ...] = ("architectures", "seeds", *RUN_ARRAYS, *ARCH_ARRAYS,
 
 class BenchTableError(ValueError):
     """A table file that is missing, corrupt, edited, or lacks a requested result."""
+
+
+#: Folder of the tables shipped with the package (package data).
+TABLES_DIR = Path(__file__).resolve().parent / "tables"
+#: The default table of :class:`CNNDesignBenchEnv`.
+DEFAULT_TABLE = "mnist-bench"
+
+
+def shipped_tables() -> list[str]:
+    """Names of the tables shipped with the package (``mnist-bench``)."""
+    return sorted(p.stem for p in TABLES_DIR.glob("*.npz"))
+
+
+SHIPPED_TABLES: tuple[str, ...] = tuple(shipped_tables())
+"""Names of the shipped tables, as found at import."""
+
+
+def table_path(table: str | os.PathLike[str]) -> Path:
+    """The file of ``table``: a shipped table's name (``"mnist-bench"``) or a path.
+
+    A bare name (no folder, no ``.npz``) that is not a shipped table is an error, so a typo
+    does not read as a missing file.
+
+    Raises:
+        BenchTableError: If ``table`` is a bare name that names no shipped table.
+    """
+    text = os.fspath(table)
+    if os.sep in text or "/" in text or text.endswith(".npz") or Path(text).is_file():
+        return Path(text)
+    shipped = TABLES_DIR / f"{text}.npz"
+    if not shipped.is_file():
+        raise BenchTableError(
+            f"table {text!r}: not a shipped table ({', '.join(shipped_tables()) or 'none'}) "
+            "and not a file"
+        )
+    return shipped
 
 
 def payload_sha256(arrays: Mapping[str, np.ndarray]) -> str:
@@ -142,12 +183,14 @@ _CACHE: dict[tuple[str, int, int], BenchTable] = {}
 
 
 def load_table(path: str | os.PathLike[str]) -> BenchTable:
-    """Read a table file and verify its checksum (loaded once per file version per process).
+    """Read a table file, or a shipped table by name (:func:`table_path`), and verify its
+    checksum (loaded once per file version per process).
 
     Raises:
         BenchTableError: One line naming the file: missing, unreadable, not a table, another
             format version, or a checksum that does not match (corrupt or edited).
     """
+    path = table_path(path)
     where = str(path)
     try:
         stat = os.stat(path)
@@ -199,9 +242,10 @@ class CNNDesignBenchEnv(gym.Env):
 
     ## Arguments
     ```python
-    gymnasium.make("metaqnn/CNNDesignBench-v0", table="table.npz", table_seed="mean")
+    gymnasium.make("metaqnn/CNNDesignBench-v0", table="mnist-bench", table_seed="mean")
     ```
-    * ``table``: a table file (see :func:`load_table`) or a loaded :class:`BenchTable`.
+    * ``table``: a shipped table's name (default ``"mnist-bench"``, the MNIST table), a table
+      file (see :func:`load_table`) or a loaded :class:`BenchTable`.
     * ``table_seed``: ``"mean"`` (the mean over the table's training seeds), one of the
       table's seeds (an int), or ``"random"`` (a seed drawn per lookup from the env's RNG, as
       NAS-Bench-201 does; seed it with ``reset(seed=...)``).
@@ -219,7 +263,7 @@ class CNNDesignBenchEnv(gym.Env):
 
     def __init__(
         self,
-        table: str | os.PathLike[str] | BenchTable,
+        table: str | os.PathLike[str] | BenchTable = DEFAULT_TABLE,
         table_seed: int | str = "mean",
         invalid_action_reward: float | None = None,
         render_mode: str | None = None,

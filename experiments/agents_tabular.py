@@ -13,8 +13,8 @@ fidelity compares, over every architecture of the table, the GTN reward, the oth
 seed (a real-data reward of the same cost) and zero-training proxies (parameters, FLOPs) with
 the table's validation accuracy.
 
-    python -m experiments agents_tabular --set table=TABLE.npz \
-        --out experiments/results/agents_tabular
+    python -m experiments agents_tabular --out experiments/results/agents_tabular  # mnist-bench
+    python -m experiments agents_tabular --set table=TABLE.npz  # another table file
     python -m experiments agents_tabular --quick   # builds a tiny real table on digits first
 
 Writes ``results.md``, ``results.json``, ``summary.json`` (the issue's keys) and the figures
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.bench import BenchTable, load_table
+from envs.bench import BenchTable, load_table, shipped_tables, table_path
 from envs.space import get_space
 from experiments.common.tabular_report import (
     fidelity_rows,
@@ -56,7 +56,8 @@ class Config:
     """The comparison's settings (``experiments/configs/agents_tabular.toml``)."""
 
     table: str = ""
-    """The table file (relative to the repository root); empty: a tiny one is built in the
+    """A shipped table's name (``mnist-bench``) or a table file (relative to the repository
+    root); empty: a tiny one is built in the
     scratch folder from ``build_space`` (a preset name), ``build_depth``, ``build_recipe``,
     ``build_dataset`` and ``build_seeds``, with the shipped ``build_teacher``."""
     build_space: str = "digits"
@@ -104,6 +105,8 @@ class Config:
 
 def _table(config: Config, ctx: Context) -> tuple[Path, str]:
     """The table file, and the command that built it (a tiny one is built when none is given)."""
+    if config.table in shipped_tables():
+        return table_path(config.table), ""
     if config.table:
         path = Path(config.table)
         path = path if path.is_absolute() else REPO_ROOT / path

@@ -91,7 +91,8 @@ def run_export(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------- bench show
 def configure_show(p: argparse.ArgumentParser) -> None:
     """Options of ``metaqnn bench show``."""
-    p.add_argument("table", help="a table file written by `metaqnn bench export`")
+    p.add_argument("table", help="a shipped table's name (mnist-bench) or a file written by "
+                   "`metaqnn bench export`")  # fmt: skip
     p.add_argument("--top", type=int, default=5, help="best architectures by mean validation")
 
 

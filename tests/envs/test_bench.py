@@ -171,3 +171,30 @@ def test_a_step_costs_well_under_a_millisecond(table):
             steps += 1
     per_step = (time.perf_counter() - start) / steps
     assert per_step < 1e-3, f"{per_step * 1e6:.0f} us per step"
+
+
+def test_the_mnist_table_ships_with_the_package_and_is_the_default():
+    """Issue 20: `pip install` plus one line gives the MNIST benchmark (every architecture of
+    the mnist-bench space, two seeds), and the wheel carries the file."""
+    import tomllib
+    from pathlib import Path
+
+    assert "mnist-bench" in envs.shipped_tables()
+    env = gym.make("metaqnn/CNNDesignBench-v0")
+    table = env.unwrapped.table
+    assert table.header["space"]["name"] == "mnist-bench"
+    assert len(table) == space_size(table.space) == 1362
+    assert table.complete and len(table.seeds) == 2
+    assert Path(table.path).stat().st_size <= 10 * 2**20
+    env.reset(seed=0)
+    mask = env.unwrapped.action_masks()
+    assert mask.any()
+    pyproject = Path(envs.__file__).resolve().parent.parent / "pyproject.toml"
+    package_data = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]
+    assert "tables/*.npz" in package_data["envs"]
+
+
+def test_a_table_name_that_is_not_shipped_is_a_one_line_error():
+    with pytest.raises(BenchTableError, match="'mnist-bnch': not a shipped table") as info:
+        load_table("mnist-bnch")
+    assert "\n" not in str(info.value)
