@@ -103,6 +103,7 @@ def _scalars(log_dir: Path, values: dict[str, float], text: str) -> None:
 def configure_robustness(p: argparse.ArgumentParser) -> None:
     """Options of ``metaqnn evaluate robustness``."""
     from metaqnn.evaluation.attacks import ATTACKS
+    from metaqnn.evaluation.corruption_levels import IMAGE_KINDS
     from metaqnn.evaluation.corruptions import CORRUPTIONS
     from metaqnn.evaluation.robustness import RobustnessConfig
 
@@ -124,6 +125,10 @@ def configure_robustness(p: argparse.ArgumentParser) -> None:
                    help=f"strength of the lbfgs attack (default: {d.beta:g})")  # fmt: skip
     p.add_argument("--corruptions", default=None,
                    help=f"comma list of {', '.join(CORRUPTIONS)}; default all")  # fmt: skip
+    p.add_argument("--corruption-kind", default=None, metavar="KIND",
+                   help=f"whose severity levels the corruptions use: {', '.join(IMAGE_KINDS)} "
+                   "(MNIST-C's or CIFAR-10-C's; default: read from the images, mnist for grey "
+                   "images of at most 28x28)")  # fmt: skip
     p.add_argument("--destruction-attacks", default=None,
                    help="comma list of attacks whose destruction rates are measured; default "
                    f"{','.join(d.destruction_attacks)}")  # fmt: skip
@@ -149,6 +154,7 @@ def _robustness_config(args: argparse.Namespace):
         "epsilons": None if epsilons is None else tuple(e / 255 for e in epsilons),
         "beta": args.beta,
         "corruptions": names(args.corruptions, CORRUPTIONS, "corruption"),
+        "corruption_kind": args.corruption_kind,
         "destruction_attacks": names(args.destruction_attacks, ATTACKS, "attack"),
         "destruction_epsilon": None if destruction is None else destruction[0] / 255,
         "noise_strengths": _numbers(args.noise, "--noise"),

@@ -19,6 +19,11 @@ from metaqnn.markdown import markdown_table
 FEW = 30
 
 
+#: Image kind -> whose corruption levels it uses (:mod:`metaqnn.evaluation.corruption_levels`).
+_LEVELS_OF = {"mnist": "MNIST-C's where they act on digits, this project's calibration elsewhere",
+              "cifar": "CIFAR-10-C's"}  # fmt: skip
+
+
 def _pct(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{100 * value:.1f}"
 
@@ -70,8 +75,10 @@ def robustness_markdown(report: RobustnessReport, title: str = "Robustness repor
         rows.append(["**mean**", *map(_pct, means), _pct(report.mean_corruption_accuracy)])
         idle = [f"{name} {_idle(c.accuracies)}" for name, c in report.corruptions.items()
                 if any(map(math.isnan, c.accuracies))]  # fmt: skip
+        levels = _LEVELS_OF.get(cfg.corruption_kind or "", "the images' own")
         parts += [
             "## Corruptions: accuracy against severity",
+            f"Severity levels: {levels} (`--corruption-kind {cfg.corruption_kind}`).",
             *(
                 [f"n/a: the severity leaves images of this size unchanged ({'; '.join(idle)})."]
                 if idle

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from metaqnn.errors import ConfigError
 from metaqnn.evaluation.attacks import ATTACKS, AttackConfig, run_attack
-from metaqnn.evaluation.corruption_levels import check_kind
+from metaqnn.evaluation.corruption_levels import check_kind, image_kind
 from metaqnn.evaluation.corruptions import (
     CORRUPTIONS,
     SEVERITIES,
@@ -267,7 +267,9 @@ def evaluate_robustness(
         raise ConfigError("robustness inputs must be pixels in [0, 1]; denormalise them first")
     device = model_device(model)
     pixels, labels = pixels.to(device), labels.to(device)
-    batch, seed, kind = config.batch_size, config.seed, config.corruption_kind
+    kind = config.corruption_kind or image_kind(pixels)
+    config = replace(config, corruption_kind=kind)  # the report names the levels used
+    batch, seed = config.batch_size, config.seed
     timings: dict[str, float] = {}
     start = time.perf_counter()
     fast = inference_model(model, pixels[:batch]) if config.fast_inference else model

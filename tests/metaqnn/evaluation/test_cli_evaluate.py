@@ -28,6 +28,7 @@ def test_robustness_missing_checkpoint(capsys, tmp_path):
     ("--epsilons", "300", "'300'"),
     ("--destruction-epsilon", "nan", "'nan'"),
     ("--noise", "-0.1", "'-0.1'"),
+    ("--corruption-kind", "svhn", "'svhn'"),
 ])  # fmt: skip
 def test_robustness_bad_option_names_the_value(capsys, digits_checkpoint, option, value, named):
     _one_line_error(capsys, "evaluate", "robustness", str(digits_checkpoint), option, value,
@@ -49,6 +50,24 @@ def test_robustness_writes_tables_figures_and_scalars(capsys, digits_checkpoint,
     assert set(payload["attacks"]) == {"fgsm", "bim"}
     assert (out / "accuracy_curves.png").is_file() and (out / "adversarial_examples.png").is_file()
     assert list((out / "tb").glob("events.out.tfevents.*"))
+    assert payload["config"]["corruption_kind"] == "mnist"  # read from the 8x8 grey digits
+    assert "Severity levels: MNIST-C's" in (out / "report.md").read_text()
+
+
+def test_robustness_corruption_kind_option_chooses_the_levels(capsys, digits_checkpoint,
+                                                              tmp_path):  # fmt: skip
+    accuracies = {}
+    for kind in ("mnist", "cifar"):
+        out = tmp_path / kind
+        code = main(["evaluate", "robustness", str(digits_checkpoint), "--max-images", "60",
+                     "--attacks", "fgsm", "--epsilons", "8", "--corruptions", "contrast",
+                     "--destruction-attacks", "fgsm", "--noise", "0", "--blur", "0",
+                     "--corruption-kind", kind, "--out", str(out), "--no-progress"])  # fmt: skip
+        assert code == 0
+        payload = json.loads((out / "report.json").read_text())
+        assert payload["config"]["corruption_kind"] == kind
+        accuracies[kind] = payload["corruptions"]["contrast"]["accuracies"]
+    assert accuracies["mnist"] != accuracies["cifar"]  # the two level tables differ
 
 
 def test_correlation_command(capsys, tmp_path):
