@@ -96,6 +96,19 @@ def test_runs_stop_when_the_space_is_used_up():
     assert evo.env_steps >= 400 and tpe.env_steps < 400  # TPE stopped on its repeat bound
 
 
+def test_tpe_stops_at_its_trial_cap():
+    """Repeats between new architectures never reach the in-a-row bound; the trial cap ends
+    the run (TPE's cost per suggestion grows with the trials)."""
+    settings = _settings(100, space={"max_depth": 1})
+    capped = run_tpe(settings, CachedReward(hashed), 0, max_repeats=10_000, max_trials=30)
+    assert capped.episodes == 30 and capped.stopped == "step cap"
+    assert len(capped.architectures) < 100
+    default = run_tpe(_settings(5), CachedReward(hashed), 0)
+    assert default.episodes <= 4 * 5
+    with pytest.raises(ConfigError, match="max_trials must be >= 1"):
+        run_tpe(settings, CachedReward(hashed), 0, max_trials=0)
+
+
 def test_legal_action_keeps_legal_choices_and_wraps_illegal_ones():
     mask = np.array([False, True, False, True, False])
     assert [legal_action(c, mask) for c in range(5)] == [1, 1, 1, 3, 1]
