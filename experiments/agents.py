@@ -33,9 +33,9 @@ from experiments.common.agents_report import (
     stage_means,
     summarize,
 )
+from experiments.common.checks import at_least, distinct_seeds, known_choices
 from experiments.common.teachers import with_config
 from experiments.harness import REPO_ROOT, Context, Outcome, main
-from metaqnn.errors import ConfigError
 from metaqnn.rewards.spec import RewardSpec, build_reward
 from metaqnn.search.baselines import AGENTS, AgentRun, AgentSettings, CachedReward, run_agent
 from metaqnn.search.sb3_agents import SB3_AGENTS, algorithm_class
@@ -89,16 +89,10 @@ class Config:
     """Architectures re-scored with a freshly built reward to check determinism."""
 
     def __post_init__(self) -> None:
-        unknown = [a for a in self.agents if a not in AGENTS]
-        if unknown or not self.agents:
-            raise ConfigError(f"agents {list(self.agents)!r}: unknown {unknown}; "
-                              f"choose from {sorted(AGENTS)}")  # fmt: skip
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"seeds {list(self.seeds)!r} must be distinct and not empty")
+        known_choices("agents", self.agents, AGENTS)
+        distinct_seeds(self.seeds)
         EpsilonSchedule.parse(self.schedule)
-        for key in ("window", "top", "max_env_steps", "teacher_outer_steps", "width_divisor"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)!r} must be >= 1")
+        at_least(self, ("window", "top", "max_env_steps", "teacher_outer_steps", "width_divisor"))
 
 
 # ------------------------------------------------------------------ reward

@@ -34,6 +34,7 @@ import numpy as np
 
 from envs.bench import BenchTable, load_table, shipped_tables, table_path
 from envs.space import get_space
+from experiments.common.checks import distinct_seeds, known_choices
 from experiments.common.tabular_report import (
     fidelity_rows,
     plot_regret,
@@ -92,12 +93,8 @@ class Config:
     """Top-k precisions of the fidelity table."""
 
     def __post_init__(self) -> None:
-        unknown = [a for a in self.agents if a not in AGENTS]
-        if unknown or not self.agents:
-            raise ConfigError(f"agents {list(self.agents)!r}: unknown {unknown}; "
-                              f"choose from {sorted(AGENTS)}")  # fmt: skip
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"seeds {list(self.seeds)!r} must be distinct and not empty")
+        known_choices("agents", self.agents, AGENTS)
+        distinct_seeds(self.seeds)
         if self.budget < 1 or any(c < 1 or c > self.budget for c in self.checkpoints):
             raise ConfigError(f"budget={self.budget} and checkpoints={list(self.checkpoints)}: "
                               "need 1 <= checkpoint <= budget")  # fmt: skip

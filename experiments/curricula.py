@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from envs.layers import Architecture
+from experiments.common.checks import at_least, known_choices
 from experiments.common.steps_curve import (
     CurvePoint,
     check_steps,
@@ -89,13 +90,9 @@ class Config:
     """Seed of the split, the teachers' initialisation and meta-training."""
 
     def __post_init__(self) -> None:
-        unknown = [c for c in self.curricula if c not in CURRICULA]
-        if unknown or not self.curricula:
-            raise ValueError(f"curricula={list(self.curricula)}: choose from {sorted(CURRICULA)}")
+        known_choices("curricula", self.curricula, CURRICULA)
         check_steps(self.steps)
-        for name in ("inner_steps", "inner_batch", "outer_steps", "seeds", "meta_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
+        at_least(self, ("inner_steps", "inner_batch", "outer_steps", "seeds", "meta_batch"))
 
 
 def teacher_settings(config: Config, curriculum: str) -> TeacherRun:

@@ -25,6 +25,7 @@ from typing import Any
 from tqdm import tqdm
 
 from experiments.common.architectures import ARCH_SEED, families, load_space_run
+from experiments.common.checks import at_least
 from experiments.common.teachers import scored_teacher
 from experiments.harness import REPO_ROOT, Context, Outcome, main
 from metaqnn.core.nets import count_flops, count_parameters
@@ -65,12 +66,8 @@ class Config:
     accuracies instead of training again; empty: train."""
 
     def __post_init__(self) -> None:
-        for name in ("count", "real_epochs", "teacher_outer_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)!r} must be at least 1")
-        for name in ("real_steps", "width_divisor"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 0")
+        at_least(self, ("count", "real_epochs", "teacher_outer_steps"))
+        at_least(self, ("real_steps", "width_divisor"), least=0)
 
 
 def earlier_real(path: str, real_epochs: int) -> dict[str, tuple[float, float]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from envs.layers import Architecture
+from experiments.common.checks import at_least
 from experiments.common.steps_curve import (
     CurvePoint,
     check_steps,
@@ -100,17 +101,8 @@ class Config:
 
     def __post_init__(self) -> None:
         check_steps(self.steps)
-        for name in (
-            "gtn_outer_steps",
-            "dd_outer_steps",
-            "dd_steps",
-            "dd_epochs",
-            "seeds",
-            "dd_images_per_class",
-            "dd_meta_batch",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
+        at_least(self, ("gtn_outer_steps", "dd_outer_steps", "dd_steps", "dd_epochs", "seeds"))
+        at_least(self, ("dd_images_per_class", "dd_meta_batch"))
 
 
 def _folder(path: str, ctx: Context, default: str) -> Path:

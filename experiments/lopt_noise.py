@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from experiments.common.checks import at_least
 from experiments.harness import Context, Outcome, main
 from metaqnn.core.data import load_dataset
 from metaqnn.errors import ConfigError
@@ -125,9 +126,7 @@ class Config:
         if not 0 <= self.burn_in < self.inner_steps:
             raise ConfigError(f"{NAME}: burn_in={self.burn_in!r} must be in [0, inner_steps="
                               f"{self.inner_steps})")  # fmt: skip
-        for name in ("tune_seeds", "eval_seeds", "horizon_factor"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{NAME}: {name}={getattr(self, name)!r} must be >= 1")
+        at_least(self, ("tune_seeds", "eval_seeds", "horizon_factor"))
 
 
 def lopt_config(config: Config) -> LOptConfig:

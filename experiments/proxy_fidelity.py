@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from envs.layers import Architecture
 from envs.space import get_space
 from experiments.common.architectures import families, sample_architectures
+from experiments.common.checks import at_least
 from experiments.common.proxies import (
     Proxy,
     ci,
@@ -124,10 +125,8 @@ class Config:
     """Bootstrap resamples of every confidence interval."""
 
     def __post_init__(self) -> None:
-        for name in ("architectures", "train_size", "batch_size", "long_epochs", "score_size",
-                     "truth_size", "width_divisor", "resamples"):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)!r} must be at least 1")
+        at_least(self, ("architectures", "train_size", "batch_size", "long_epochs"))
+        at_least(self, ("score_size", "truth_size", "width_divisor", "resamples"))
         if self.architectures < 3:
             raise ConfigError(f"architectures={self.architectures} must be at least 3")
         if self.lr <= 0 or self.weight_decay < 0:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from experiments.common.architectures import ARCH_SEED, load_space_run
+from experiments.common.checks import at_least, known_choices
 from experiments.common.teachers import scored_teacher
 from experiments.harness import Context, Outcome, main
 from gtn.warmstart import SELECTIONS, paired_targets
@@ -58,15 +59,8 @@ class Config:
     """Initialisation seed of every learner."""
 
     def __post_init__(self) -> None:
-        unknown = [s for s in self.select if s not in SELECTIONS]
-        if unknown:
-            raise ConfigError(f"select: unknown selection {unknown[0]!r}; choose from "
-                              f"{', '.join(SELECTIONS)}")  # fmt: skip
-        if not self.select:
-            raise ConfigError("select=[]: give at least one selection")
-        for name in ("count", "teacher_outer_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)!r} must be at least 1")
+        known_choices("select", self.select, SELECTIONS)
+        at_least(self, ("count", "teacher_outer_steps"))
 
 
 def run(config: Config, ctx: Context) -> Outcome:

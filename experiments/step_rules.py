@@ -26,11 +26,11 @@ from tqdm import tqdm
 
 from envs.space import get_space
 from experiments.common.architectures import ARCH_SEED
+from experiments.common.checks import at_least
 from experiments.harness import Context, Outcome, main
 from gtn.inner_loop import LearnedSGD, model_params, unroll
 from metaqnn.core.data import Split, load_dataset
 from metaqnn.core.training import evaluate
-from metaqnn.errors import ConfigError
 from metaqnn.runinfo import run_metadata
 from metaqnn.teacher.shapes import GTN_LEARNER, fixed_learner_factory
 
@@ -94,9 +94,7 @@ class Config:
     """Test images scored (the first)."""
 
     def __post_init__(self) -> None:
-        for name in ("count", "width_divisor", "steps", "batch", "test_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)!r} must be at least 1")
+        at_least(self, ("count", "width_divisor", "steps", "batch", "test_size"))
 
 
 def run(config: Config, ctx: Context) -> Outcome:

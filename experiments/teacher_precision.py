@@ -21,13 +21,13 @@ from scipy.stats import kendalltau, spearmanr
 from tqdm import tqdm
 
 from experiments.common.architectures import ARCH_SEED, load_space_run
+from experiments.common.checks import at_least, known_choices
 from experiments.common.teachers import scored_teacher
 from experiments.harness import Context, Outcome, main
 from gtn.meta import load_meta_checkpoint, teacher_from_checkpoint
 from gtn.pretrained import PRECISIONS, export_teacher
 from metaqnn.core.data import Split
 from metaqnn.core.training import evaluate
-from metaqnn.errors import ConfigError
 from metaqnn.runinfo import run_metadata
 from metaqnn.teacher.run import TeacherRun
 from metaqnn.teacher.shapes import fixed_learner_factory
@@ -56,15 +56,9 @@ class Config:
     """Initialisation seed of every learner."""
 
     def __post_init__(self) -> None:
-        unknown = [p for p in self.precisions if p not in PRECISIONS]
-        if unknown:
-            raise ConfigError(f"precisions: unknown precision {unknown[0]!r}; choose from "
-                              f"{', '.join(PRECISIONS)}")  # fmt: skip
-        for name in ("count", "teacher_outer_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)!r} must be at least 1")
-        if self.val_size < 0:
-            raise ConfigError(f"val_size={self.val_size!r} must be 0 (all) or more")
+        known_choices("precisions", self.precisions, PRECISIONS, allow_empty=True)
+        at_least(self, ("count", "teacher_outer_steps"))
+        at_least(self, ("val_size",), least=0)  # 0: all
 
 
 def run(config: Config, ctx: Context) -> Outcome:

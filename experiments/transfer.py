@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.common.checks import at_least, distinct_seeds, known_choices
 from experiments.harness import REPO_ROOT, Context, Outcome, main
 from metaqnn.core.checkpoint import load_checkpoint
 from metaqnn.core.data import Dataset, Split, load_dataset
@@ -63,19 +64,10 @@ class Config:
     """Seed of the target's validation split."""
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.modes if m not in TRANSFER_MODES]
-        if unknown or not self.modes:
-            raise ConfigError(
-                f"{NAME}: modes={list(self.modes)!r}; choose from {', '.join(TRANSFER_MODES)}"
-            )
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"{NAME}: seeds={list(self.seeds)!r} must be distinct, at least one")
-        for name in ("epochs", "decay_epochs", "val_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{NAME}: {name}={getattr(self, name)!r} must be positive")
-        for name in ("train_size", "test_size", "max_restarts", "split_seed"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{NAME}: {name}={getattr(self, name)!r} must be >= 0")
+        known_choices("modes", self.modes, TRANSFER_MODES)
+        distinct_seeds(self.seeds)
+        at_least(self, ("epochs", "decay_epochs", "val_size"))
+        at_least(self, ("train_size", "test_size", "max_restarts", "split_seed"), least=0)
 
 
 def source_checkpoint(config: Config, ctx: Context) -> Path:
