@@ -135,8 +135,7 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
         "otherwise (a design is narrowed when full width cannot train in the time left). "
         f"The {config.agent} search ran at widths / {config.divisor} with the "
         f"{_LABEL[config.reward]} reward "
-        f"({search.get('seconds_per_model', math.nan):.2f} s per model, schedule "
-        f"`{search.get('schedule', '?')}`).{_cost_sentence(state.data.get('cost_cap'))}",
+        f"({_search_sentence(search)}).{_cost_sentence(state.data.get('cost_cap'))}",
         "",
         "| phase | spent |",
         "|---|---|",
@@ -165,6 +164,17 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
     }  # fmt: skip
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     return path
+
+
+def _search_sentence(search: dict[str, Any]) -> str:
+    """How the search's schedule was sized: planned from the probes' cost, and (once the search
+    has run) the schedule it was re-sized to as each model's cost was measured."""
+    planned = (f"{search.get('seconds_per_model', math.nan):.2f} s per model measured before "
+               f"the search, schedule `{search.get('schedule', '?')}`")  # fmt: skip
+    if "final_schedule" not in search or search["final_schedule"] == search.get("schedule"):
+        return planned
+    return (f"{search['models']} models; {planned}, re-sized as the cost was measured to "
+            f"`{search['final_schedule']}`")  # fmt: skip
 
 
 def _cost_sentence(cap: dict[str, Any] | None) -> str:

@@ -98,6 +98,9 @@ def _search(state: DesignState, teacher: Path | None, *, progress: bool) -> list
                 run_sized(search, limit, config.agent, progress=progress)
             if search.done < config.finalists:  # a design needs designs: a few past the share
                 search.run(max_models=config.finalists - search.done, progress=progress)
+            # the schedule as re-sized to the measured cost, not the one planned from probes
+            info = state.data.setdefault("search", {})
+            info.update(models=search.done, final_schedule=search.schedule.to_spec())
             search.close()
         finally:
             save_time()
