@@ -87,7 +87,7 @@ class Config:
     """Q-learning: replays after each model (MetaQNN: 100)."""
     alpha: float = 0.01
     """Q-learning: learning rate (MetaQNN: 0.01)."""
-    max_env_steps: int = 200_000
+    max_env_steps: int = 20_000
     """Step cap of every run."""
     top_k: tuple[int, ...] = (10, 50)
     """Top-k precisions of the fidelity table."""
