@@ -341,13 +341,11 @@ def run(config: Config, ctx: Context) -> Outcome:
     gtn = {d: _units(ctx, f"gtn/{d}", at(d), lambda a: scored(gtn_reward(), a))
            for d in config.gtn_width_divisors}  # fmt: skip
 
-    @cache  # every reward is built on first use: a resumed run may need none
-    def real_reward() -> RealDataReward:
-        spec = dataclasses.replace(gtn_spec, name="real", gtn_checkpoint=None, score_size=None,
-                                   epochs=config.real_epochs)  # fmt: skip
-        reward = build_reward(spec)
-        reward.dataset = data  # the same split; the training subset when train_size is set
-        return reward
+    # The search's ``real`` reward (``metaqnn.rewards.spec``: MetaQNN's recipe for
+    # ``real_epochs`` epochs, all validation images) on this experiment's data: the design's
+    # split, cut to ``train_size`` when set. Built on first use: a resumed run may need none.
+    real_recipe = TrainConfig(epochs=config.real_epochs, seed=config.seed)
+    real_reward = cache(lambda: RealDataReward(data, real_recipe, NetConfig(), device=ctx.device))
 
     search = at(config.width_divisor)
     real = _units(ctx, "real", search, lambda a: scored(real_reward(), a))
