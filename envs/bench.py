@@ -2,7 +2,7 @@
 its file format, and the Gymnasium environment whose reward is a lookup in it (numpy and
 gymnasium only).
 
-The package ships the MNIST table ``mnist-bench`` (:data:`SHIPPED_TABLES`; every architecture
+The package ships the MNIST table ``mnist-bench`` (:func:`shipped_tables`; every architecture
 of the ``mnist-bench`` space trained twice), so one line gives a benchmark environment::
 
     env = gymnasium.make("metaqnn/CNNDesignBench-v0")            # table="mnist-bench"
@@ -64,10 +64,6 @@ DEFAULT_TABLE = "mnist-bench"
 def shipped_tables() -> list[str]:
     """Names of the tables shipped with the package (``mnist-bench``)."""
     return sorted(p.stem for p in TABLES_DIR.glob("*.npz"))
-
-
-SHIPPED_TABLES: tuple[str, ...] = tuple(shipped_tables())
-"""Names of the shipped tables, as found at import."""
 
 
 def table_path(table: str | os.PathLike[str]) -> Path:

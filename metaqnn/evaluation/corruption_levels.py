@@ -126,6 +126,12 @@ LEVELS: dict[str, dict[str, Levels]] = {MNIST: MNIST_C_LEVELS, CIFAR: CIFAR_10_C
 IMAGE_KINDS = tuple(LEVELS)
 """The image kinds that have level tables."""
 
+#: Image kind -> where its levels come from, for reports.
+LEVEL_SOURCES: dict[str, str] = {
+    MNIST: "MNIST-C's where they act on digits, this project's calibration elsewhere",
+    CIFAR: "CIFAR-10-C's",
+}
+
 
 def check_kind(kind: str) -> str:
     """``kind`` itself when it is a key of :data:`LEVELS`.

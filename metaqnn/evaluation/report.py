@@ -11,17 +11,13 @@ from typing import Any
 import torch
 
 from metaqnn.evaluation.attacks import ATTACKS
+from metaqnn.evaluation.corruption_levels import LEVEL_SOURCES
 from metaqnn.evaluation.corruptions import SEVERITIES
 from metaqnn.evaluation.robustness import RobustnessReport
 from metaqnn.markdown import markdown_table
 
 #: A rate from fewer images than this is flagged as rough, in the table and the figure.
 FEW = 30
-
-
-#: Image kind -> whose corruption levels it uses (:mod:`metaqnn.evaluation.corruption_levels`).
-_LEVELS_OF = {"mnist": "MNIST-C's where they act on digits, this project's calibration elsewhere",
-              "cifar": "CIFAR-10-C's"}  # fmt: skip
 
 
 def _pct(value: float) -> str:
@@ -75,7 +71,7 @@ def robustness_markdown(report: RobustnessReport, title: str = "Robustness repor
         rows.append(["**mean**", *map(_pct, means), _pct(report.mean_corruption_accuracy)])
         idle = [f"{name} {_idle(c.accuracies)}" for name, c in report.corruptions.items()
                 if any(map(math.isnan, c.accuracies))]  # fmt: skip
-        levels = _LEVELS_OF.get(cfg.corruption_kind or "", "the images' own")
+        levels = LEVEL_SOURCES.get(cfg.corruption_kind or "", "the images' own")
         parts += [
             "## Corruptions: accuracy against severity",
             f"Severity levels: {levels} (`--corruption-kind {cfg.corruption_kind}`).",
