@@ -240,6 +240,13 @@ class Context:
         """The path of a figure in the results folder."""
         return self.out / name
 
+    def has_memo(self, key: str) -> bool:
+        """Whether ``work/memo.json`` holds ``key`` (a finished unit of :meth:`memo`)."""
+        path = self.work / "memo.json"
+        if self._memo is None:
+            self._memo = json.loads(path.read_text()) if path.is_file() else {}
+        return key in self._memo
+
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
         """``compute()``, stored under ``key`` in ``work/memo.json`` so that a killed run,
         started again with the same config, does not redo finished units of work."""

@@ -68,6 +68,14 @@ class Config:
     """Final recipe of the finalists and the baselines."""
     final_epochs: int = 4
     """Epochs of the final recipe, the same for every finalist and baseline."""
+    final_minutes: float = 60.0
+    """Final share of every run's budget: ample, so that the finalists always train for
+    ``final_epochs`` (the runs are compared at equal search time, not equal final time)."""
+    workers: int = 1
+    """Design runs at once, each in its own process (every run of a table under the same
+    conditions: change it and the table's runs are redone)."""
+    threads: int = 0
+    """Torch threads of each run (0: torch's default)."""
     gtn_run: str = ""
     """A shipped teacher's name (``mnist``: :data:`gtn.pretrained.PRETRAINED`), or the
     teacher's run folder (relative to the repository root); empty: under the scratch folder,
@@ -87,7 +95,17 @@ class Config:
             raise ConfigError(f"{NAME}: rows and seeds must not be empty")
         if not self.search_minutes > 0 or not math.isfinite(self.search_minutes):
             raise ConfigError(f"{NAME}: search_minutes={self.search_minutes!r} must be positive")
-        for name in ("finalists", "final_epochs", "final_width_divisor", "width_divisor"):
+        if not self.final_minutes > 0 or not math.isfinite(self.final_minutes):
+            raise ConfigError(f"{NAME}: final_minutes={self.final_minutes!r} must be positive")
+        if self.threads < 0:
+            raise ConfigError(f"{NAME}: threads={self.threads!r} must be 0 (default) or more")
+        for name in (
+            "finalists",
+            "final_epochs",
+            "final_width_divisor",
+            "width_divisor",
+            "workers",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{NAME}: {name}={getattr(self, name)!r} must be positive")
         get_preset(self.dataset)
@@ -97,10 +115,8 @@ def _design(config: Config, row: str, seed: int, teacher: Path | None, ctx: Cont
     """One run of one row at one seed (resumed when its folder holds one)."""
     agent, _, reward = row.partition("/")
     run_dir = ctx.work / "runs" / f"{agent}-{reward}-seed{seed}"
-    # the search gets search_minutes; the final share is ample for the fixed epochs (at least
-    # 2 minutes, so that a search ending a model late never leaves the finals short)
-    search_s = 60 * config.search_minutes
-    final_s = max(search_s, 120.0)
+    # the search gets search_minutes; the final share is ample for the fixed epochs
+    search_s, final_s = 60 * config.search_minutes, 60 * config.final_minutes
     design = DesignConfig(
         dataset=config.dataset, budget_s=search_s + final_s, logdir=str(run_dir),
         data_root=ctx.data_root, device=str(ctx.device), seed=seed,
@@ -127,6 +143,42 @@ def _design(config: Config, row: str, seed: int, teacher: Path | None, ctx: Cont
         "best_reward": max((t["reward"] for t in timeline), default=math.nan),
         "timeline": [(t["t"], t["reward"]) for t in timeline],
     }  # fmt: skip
+
+
+def _design_job(config: Config, row: str, seed: int, teacher: Path | None, ctx: Context) -> dict:
+    """:func:`_design` in a worker process, with the config's torch threads."""
+    import torch
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    return _design(config, row, seed, teacher, ctx)
+
+
+def _all_designs(config: Config, teacher: Path | None, ctx: Context) -> list[dict]:
+    """Every (row, seed) run, memoised (a finished run is never redone, even on a fresh
+    machine given the memo); ``workers`` at once, seed by seed, so that a stopped table has
+    whole seeds."""
+    units = [(row, seed) for seed in config.seeds for row in config.rows]
+    key = {u: f"run/{u[0]}/seed{u[1]}" for u in units}
+    todo = [u for u in units if not ctx.has_memo(key[u])]
+    if config.workers == 1 or len(todo) <= 1:
+        return [ctx.memo(key[u], lambda u=u: _design_job(config, *u, teacher, ctx))
+                for u in units]  # fmt: skip
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    child = dataclasses.replace(ctx, progress=False, _writer=None, _memo=None)
+    with ProcessPoolExecutor(
+        config.workers, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        futures = {pool.submit(_design_job, config, *u, teacher, child): u for u in todo}
+        for future in as_completed(futures):
+            u = futures[future]
+            result = future.result()
+            ctx.memo(key[u], lambda result=result: result)
+            print(f"{u[0]} seed {u[1]}: test error {result['test_error_pct']:.2f} %, "
+                  f"{result['models']} models searched", flush=True)  # fmt: skip
+    return [ctx.memo(key[u], lambda u=u: _design_job(config, *u, teacher, ctx)) for u in units]
 
 
 def _baselines(config: Config, seed: int, ctx: Context) -> list[dict]:
@@ -210,8 +262,7 @@ def run(config: Config, ctx: Context) -> Outcome:
         gtn_dir = REPO_ROOT / config.gtn_run if config.gtn_run else ctx.work / "teacher"
         settings = with_config(config.gtn_teacher, "gtn_teacher", dataset=config.dataset, seed=0)
         teacher = ctx.gtn(gtn_dir, settings, config.gtn_outer_steps)
-    runs = [_design(config, row, seed, teacher, ctx) for row in config.rows
-            for seed in config.seeds]  # fmt: skip
+    runs = _all_designs(config, teacher, ctx)
     baselines = [b for seed in config.seeds for b in _baselines(config, seed, ctx)]
     table = []
     for row in [*config.rows, *get_preset(config.dataset).baselines]:
@@ -238,7 +289,8 @@ def run(config: Config, ctx: Context) -> Outcome:
             f"{config.final_width_divisor} with the `{config.recipe}` recipe for "
             f"{config.final_epochs} epochs (epochs run: {epochs}); the winner is the best by "
             "validation. Baselines: the same recipe and epochs. Test error in %, mean +- sd over "
-            "seeds.",
+            f"seeds. {config.workers} run(s) at once, "
+            f"{config.threads or 'the default number of'} torch thread(s) each.",
             "",
             markdown_table(headers, table),
             "",
@@ -246,7 +298,8 @@ def run(config: Config, ctx: Context) -> Outcome:
         ]
     )
     summary = {"test_error_pct": means, "seeds": list(config.seeds),
-               "search_minutes": config.search_minutes}  # fmt: skip
+               "search_minutes": config.search_minutes, "workers": config.workers,
+               "threads": config.threads or None}  # fmt: skip
     rows = [{k: v for k, v in r.items() if k != "timeline"} for r in [*runs, *baselines]]
     return Outcome(markdown=markdown, summary=summary, rows=rows)
 

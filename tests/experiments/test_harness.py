@@ -70,6 +70,8 @@ def test_memo_survives_a_restart(tmp_path):
     assert ctx().memo("a", lambda: calls.append(1) or {"acc": 0.5}) == {"acc": 0.5}
     assert ctx().memo("a", lambda: calls.append(1) or {"acc": 0.9}) == {"acc": 0.5}
     assert calls == [1]
+    fresh = ctx()  # a new process sees what an earlier one finished
+    assert fresh.has_memo("a") and not fresh.has_memo("b")
 
 
 def test_digest_changes_with_config():

@@ -17,6 +17,8 @@ def test_full_and_quick_configs_load():
     assert set(full.rows) == {"qlearning/gtn", "qlearning/real", "random/gtn", "random/real"}
     assert len(full.seeds) >= 3 and full.search_minutes >= 15 and full.dataset == "mnist"
     assert quick.rows == full.rows and quick.gtn_run == ""  # quick runs from a clean clone
+    # the quick run goes through the worker pool of the full one
+    assert quick.workers == full.workers == 2 and full.threads == 1
 
 
 @pytest.mark.parametrize(
@@ -27,6 +29,9 @@ def test_full_and_quick_configs_load():
         ({"seeds": ()}, "must not be empty"),
         ({"search_minutes": float("nan")}, "search_minutes"),
         ({"final_epochs": 0}, "final_epochs"),
+        ({"final_minutes": 0.0}, "final_minutes=0.0"),
+        ({"workers": 0}, "workers=0"),
+        ({"threads": -1}, "threads=-1"),
         ({"dataset": "svhn"}, "no preset for dataset 'svhn'"),
     ],
 )
