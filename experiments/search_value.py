@@ -20,7 +20,6 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -145,24 +144,71 @@ def _design(config: Config, row: str, seed: int, teacher: Path | None, ctx: Cont
     }  # fmt: skip
 
 
-def _design_job(config: Config, row: str, seed: int, teacher: Path | None, ctx: Context) -> dict:
-    """:func:`_design` in a worker process, with the config's torch threads."""
+def _baseline(config: Config, name: str, seed: int, ctx: Context) -> dict:
+    """One of the dataset preset's hand-designed nets, trained with the finalists' recipe."""
+    design = DesignConfig(dataset=config.dataset, recipe=config.recipe, seed=seed,
+                          epochs=config.final_epochs)  # fmt: skip
+    data = load_dataset(config.dataset, root=ctx.data_root, device=ctx.device, seed=seed)
+    candidate = Candidate(
+        name, "baseline", str(Architecture.parse(get_preset(config.dataset).baselines[name]))
+    )
+    path = ctx.work / "baselines" / f"{_slug(name)}-seed{seed}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result = train_final(candidate, data, final_train_config(design), FINAL_NET, ctx.device,
+                         path, progress=ctx.progress)  # fmt: skip
+    return {"row": name, "seed": seed, "test_error_pct": 100 * (1 - result.test_accuracy),
+            "val_accuracy": result.val_accuracy, "winner": result.architecture,
+            "wall_s": result.wall_s}  # fmt: skip
+
+
+def _slug(name: str) -> str:
+    return name.replace(":", "").replace(" ", "-")
+
+
+# a unit of the table: ("run", row, seed) or ("baseline", name, seed)
+Unit = tuple[str, str, int]
+
+
+def _unit_key(config: Config, unit: Unit) -> str:
+    kind, name, seed = unit
+    if kind == "run":
+        return f"run/{name}/seed{seed}"
+    return f"baseline/{_slug(name)}/seed{seed}/{config.recipe}/{config.final_epochs}"
+
+
+def _unit_job(config: Config, unit: Unit, teacher: Path | None, ctx: Context) -> dict:
+    """One unit (a design run or a baseline), with the config's torch threads (it may run in a
+    worker process)."""
     import torch
 
     if config.threads:
         torch.set_num_threads(config.threads)
-    return _design(config, row, seed, teacher, ctx)
+    kind, name, seed = unit
+    if kind == "run":
+        return _design(config, name, seed, teacher, ctx)
+    return _baseline(config, name, seed, ctx)
 
 
-def _all_designs(config: Config, teacher: Path | None, ctx: Context) -> list[dict]:
-    """Every (row, seed) run, memoised (a finished run is never redone, even on a fresh
-    machine given the memo); ``workers`` at once, seed by seed, so that a stopped table has
-    whole seeds."""
-    units = [(row, seed) for seed in config.seeds for row in config.rows]
-    key = {u: f"run/{u[0]}/seed{u[1]}" for u in units}
-    todo = [u for u in units if not ctx.has_memo(key[u])]
+def _units(config: Config) -> list[Unit]:
+    """The table's units in the order they run: seed by seed, each seed's design runs and then
+    its baselines."""
+    baselines = list(get_preset(config.dataset).baselines)
+    return [
+        unit
+        for seed in config.seeds
+        for unit in [*(("run", r, seed) for r in config.rows),
+                     *(("baseline", b, seed) for b in baselines)]
+    ]  # fmt: skip
+
+
+def _all_units(config: Config, teacher: Path | None, ctx: Context) -> list[dict]:
+    """Every design run and every baseline at every seed, memoised (a finished unit is never
+    redone, even on a fresh machine given the memo); ``workers`` at once, seed by seed and the
+    baselines of a seed after its runs, so that a stopped table has whole seeds."""
+    units = _units(config)
+    todo = [u for u in units if not ctx.has_memo(_unit_key(config, u))]
     if config.workers == 1 or len(todo) <= 1:
-        return [ctx.memo(key[u], lambda u=u: _design_job(config, *u, teacher, ctx))
+        return [ctx.memo(_unit_key(config, u), lambda u=u: _unit_job(config, u, teacher, ctx))
                 for u in units]  # fmt: skip
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -171,40 +217,16 @@ def _all_designs(config: Config, teacher: Path | None, ctx: Context) -> list[dic
     with ProcessPoolExecutor(
         config.workers, mp_context=multiprocessing.get_context("spawn")
     ) as pool:
-        futures = {pool.submit(_design_job, config, *u, teacher, child): u for u in todo}
+        futures = {pool.submit(_unit_job, config, u, teacher, child): u for u in todo}
         for future in as_completed(futures):
             u = futures[future]
             result = future.result()
-            ctx.memo(key[u], lambda result=result: result)
-            print(f"{u[0]} seed {u[1]}: test error {result['test_error_pct']:.2f} %, "
-                  f"{result['models']} models searched", flush=True)  # fmt: skip
-    return [ctx.memo(key[u], lambda u=u: _design_job(config, *u, teacher, ctx)) for u in units]
-
-
-def _baselines(config: Config, seed: int, ctx: Context) -> list[dict]:
-    """The dataset preset's hand-designed nets, trained with the finalists' recipe."""
-    design = DesignConfig(dataset=config.dataset, recipe=config.recipe, seed=seed,
-                          epochs=config.final_epochs)  # fmt: skip
-    train = final_train_config(design)
-    data = load_dataset(config.dataset, root=ctx.data_root, device=ctx.device, seed=seed)
-    out = []
-    for name, arch in get_preset(config.dataset).baselines.items():
-        slug = name.replace(":", "").replace(" ", "-")
-
-        def fit(name: str = name, arch: str = arch, slug: str = slug) -> dict[str, Any]:
-            candidate = Candidate(name, "baseline", str(Architecture.parse(arch)))
-            path = ctx.work / "baselines" / f"{slug}-seed{seed}.pt"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            result = train_final(candidate, data, train, FINAL_NET, ctx.device, path,
-                                 progress=ctx.progress)  # fmt: skip
-            return dataclasses.asdict(result)
-
-        result = ctx.memo(f"baseline/{slug}/seed{seed}/{config.recipe}/{config.final_epochs}", fit)
-        error = 100 * (1 - result["test_accuracy"])
-        out.append({"row": name, "seed": seed, "test_error_pct": error,
-                    "val_accuracy": result["val_accuracy"], "winner": result["architecture"],
-                    "wall_s": result["wall_s"]})  # fmt: skip
-    return out
+            ctx.memo(_unit_key(config, u), lambda result=result: result)
+            searched = f", {result['models']} models searched" if u[0] == "run" else ""
+            print(f"{u[1]} seed {u[2]}: test error {result['test_error_pct']:.2f} %{searched}",
+                  flush=True)  # fmt: skip
+    return [ctx.memo(_unit_key(config, u), lambda u=u: _unit_job(config, u, teacher, ctx))
+            for u in units]  # fmt: skip
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -262,8 +284,9 @@ def run(config: Config, ctx: Context) -> Outcome:
         gtn_dir = REPO_ROOT / config.gtn_run if config.gtn_run else ctx.work / "teacher"
         settings = with_config(config.gtn_teacher, "gtn_teacher", dataset=config.dataset, seed=0)
         teacher = ctx.gtn(gtn_dir, settings, config.gtn_outer_steps)
-    runs = _all_designs(config, teacher, ctx)
-    baselines = [b for seed in config.seeds for b in _baselines(config, seed, ctx)]
+    done = _all_units(config, teacher, ctx)
+    runs = [r for r in done if r["row"] in config.rows]
+    baselines = [r for r in done if r["row"] not in config.rows]
     table = []
     for row in [*config.rows, *get_preset(config.dataset).baselines]:
         mine = [r for r in [*runs, *baselines] if r["row"] == row]

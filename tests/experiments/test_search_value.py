@@ -38,3 +38,19 @@ def test_full_and_quick_configs_load():
 def test_bad_configs_name_the_bad_value(changes, words):
     with pytest.raises(ConfigError, match=words):
         Config(**changes)
+
+
+def test_units_run_seed_by_seed_with_their_baselines_last():
+    from experiments.search_value import _unit_key, _units
+
+    config = Config(rows=("qlearning/gtn", "random/real"), seeds=(3, 1))
+    units = _units(config)
+    hand = [u[1] for u in units if u[0] == "baseline"]
+    assert len(hand) == 2 * len(set(hand)) >= 2  # every hand net at every seed
+    # a stopped table has whole seeds: seed 3's runs, then seed 3's baselines, then seed 1
+    assert [u[2] for u in units] == [3] * (2 + len(set(hand))) + [1] * (2 + len(set(hand)))
+    assert units[0] == ("run", "qlearning/gtn", 3) and units[2][0] == "baseline"
+    # memo keys: a design run by row and seed; a baseline by net, seed, recipe and epochs
+    assert _unit_key(config, units[1]) == "run/random/real/seed3"
+    key = _unit_key(config, units[2])
+    assert key.endswith(f"/seed3/{config.recipe}/{config.final_epochs}") and ":" not in key
