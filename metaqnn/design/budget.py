@@ -78,11 +78,12 @@ class BudgetPlan:
         t, s, f = (total_s * share for share in shares)
         return cls(total_s=total_s, teacher_s=t, search_s=s, final_s=f)
 
-    def describe(self) -> str:
-        """One line per phase, for the start of a run."""
+    def describe(self, search: str = "qlearning, gtn reward") -> str:
+        """One line per phase, for the start of a run; ``search`` names the search's agent and
+        reward."""
         rows = [
             ("teacher (GTN meta-training)", self.teacher_s),
-            ("search (GTN reward)", self.search_s),
+            (f"search ({search})", self.search_s),
             ("final training (finalists + baselines)", self.final_s),
         ]
         width = max(len(name) for name, _ in rows)

@@ -285,7 +285,7 @@ def run_design(config: DesignConfig | None = None, *, resume: str | Path | None 
 def _run_phases(state: DesignState, *, progress: bool) -> Path:
     """Teacher, search, finals, winner and report of a run this process owns."""
     config = state.config
-    print(config.plan().describe(), flush=True)
+    print(config.plan().describe(f"{config.agent}, {config.reward} reward"), flush=True)
     cost = _cost_cap(state)
     if cost is not None:
         print(cost.describe(), flush=True)

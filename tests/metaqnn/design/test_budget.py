@@ -35,6 +35,7 @@ def test_the_budget_splits_by_shares_and_refuses_bad_ones():
     plan = BudgetPlan.split(7200, (0.25, 0.35, 0.4))
     assert (plan.teacher_s, plan.search_s, plan.final_s) == pytest.approx((1800, 2520, 2880))
     assert "final training" in plan.describe() and "40%" in plan.describe()
+    assert "search (random, real reward)" in plan.describe("random, real reward")
     for shares in [(0.5, 0.5, 0.5), (-0.1, 0.6, 0.5), (1.0, 0.0)]:
         with pytest.raises(ConfigError, match="shares"):
             BudgetPlan.split(100, shares)
