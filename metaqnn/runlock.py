@@ -4,12 +4,15 @@ writes the run (a search, a GTN teacher, a design) until it closes or exits.
 The operating system releases the lock when the process ends, by any means (``kill -9``
 included), so a stale lock file never blocks a resume; a second writer while the first lives
 gets a one-line :class:`RunInUseError` naming the owner's process id. Where ``fcntl`` does not
-exist (Windows) the lock does nothing.
+exist (Windows) the lock does nothing. :func:`waiting_lock` is the blocking kind, for short
+sections such as filling a cache.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -93,3 +96,20 @@ class RunLock:
 
     def __del__(self) -> None:
         self.release()
+
+
+@contextmanager
+def waiting_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Wait for, then hold, an exclusive ``flock`` on the file ``path`` (created, with its
+    folder): for short sections that several processes may enter at once, such as filling a
+    shared cache (two design runs started together on a fresh machine both extract MNIST).
+    Where ``fcntl`` does not exist it does nothing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # blocks until the holder leaves the section
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from metaqnn.errors import DataFormatError
+from metaqnn.runlock import waiting_lock
 
 if TYPE_CHECKING:  # torch is imported where images are read, so the registry is light
     import torch
@@ -163,13 +164,14 @@ def _mnist_loader(cls_name: str, source: str) -> Loader:
                 raise FilesMissing(f"download failed: {_one_line(err)}") from err
         base = cache / "torchvision"
         target = base / cls_name / "raw"
-        target.mkdir(parents=True, exist_ok=True)
-        for path, _ in gz_files:
-            if not (target / path.name).is_file():  # copy, then rename: never half a file
-                shutil.copyfile(path, target / f"{path.name}.part")
-                os.replace(target / f"{path.name}.part", target / path.name)
-        try:
-            tensors = _read_torchvision(cls_name, base, download=True)
+        try:  # one process at a time fills the cache (torchvision extracts in place)
+            with waiting_lock(base / cls_name / ".lock"):
+                target.mkdir(parents=True, exist_ok=True)
+                for path, _ in gz_files:
+                    if not (target / path.name).is_file():  # copy, rename: never half a file
+                        shutil.copyfile(path, target / f"{path.name}.part")
+                        os.replace(target / f"{path.name}.part", target / path.name)
+                tensors = _read_torchvision(cls_name, base, download=True)
         except _READ_ERRORS as err:
             raise DataFormatError(
                 f"cannot read the idx files in {target} (delete that cache folder and retry): "
@@ -247,11 +249,12 @@ def _load_cifar10(root: Path, cache: Path, download: bool) -> RawData:
     cached = cache / f"cifar10-jpeg-{key[:16]}.pt"
     culprit = cached if cached.is_file() else tarball
     try:
-        if cached.is_file():
-            blob = torch.load(cached, weights_only=True)
-        else:
-            blob = _decode_jpeg_tarball(tarball)
-            atomic_save(blob, cached)
+        with waiting_lock(cache / "cifar10-jpeg.lock"):  # one process decodes, the others wait
+            if cached.is_file():
+                blob = torch.load(cached, weights_only=True)
+            else:
+                blob = _decode_jpeg_tarball(tarball)
+                atomic_save(blob, cached)
         tensors = [blob[k] for k in ("train_x", "train_y", "test_x", "test_y")]
     except DataFormatError:
         raise

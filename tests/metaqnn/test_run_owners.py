@@ -103,3 +103,29 @@ def test_an_experiment_scratch_folder_has_one_owner(capsys, tmp_path):
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+
+
+def test_waiting_lock_lets_one_holder_in_at_a_time(tmp_path):
+    import threading
+    import time
+
+    from metaqnn.runlock import waiting_lock
+
+    events: list[str] = []
+
+    def section(name: str) -> None:
+        with waiting_lock(tmp_path / "sub" / "x.lock"):  # the folder is created
+            events.append(f"{name} in")
+            time.sleep(0.1)
+            events.append(f"{name} out")
+
+    threads = [threading.Thread(target=section, args=(n,)) for n in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    # never two inside: every "in" is followed by its own "out"
+    assert len(events) == 4 and all(
+        events[i].split()[0] == events[i + 1].split()[0] and events[i].endswith("in")
+        for i in (0, 2)
+    )

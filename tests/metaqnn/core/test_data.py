@@ -8,6 +8,7 @@ import gzip
 import io
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -165,6 +166,32 @@ def test_real_idx_datasets(name: str, shared_data_root: Path, metaqnn_cache: Pat
     assert ds.denormalize(ds.test.x).min() >= -1e-5
     folder = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}[name]
     assert (metaqnn_cache / "torchvision" / folder / "raw" / "t10k-images-idx3-ubyte").is_file()
+
+
+def _load_mnist_raw(root: str, cache: str, barrier: Any) -> tuple[int, int]:
+    barrier.wait(60)  # every process enters the loader at the same moment
+    raw = datasets.DATASETS["mnist"].loader(Path(root), Path(cache), False)
+    return len(raw.train_x), int(raw.test_y.sum())
+
+
+def test_processes_filling_one_fresh_cache_at_once_all_read_mnist(
+    shared_data_root: Path, tmp_path: Path
+) -> None:
+    # two design runs started together on a fresh machine: one of them used to read a half-
+    # extracted idx file and fail; now one fills the cache while the others wait
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if not (shared_data_root / "MNIST").is_dir():
+        pytest.skip("no MNIST in the shared data")
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(3, mp_context=context) as pool:
+        barrier = manager.Barrier(3)
+        jobs = [pool.submit(_load_mnist_raw, str(shared_data_root), str(tmp_path), barrier)
+                for _ in range(3)]  # fmt: skip
+        results = [job.result(timeout=300) for job in jobs]
+    assert len(set(results)) == 1 and results[0][0] == 60000
+    assert not list((tmp_path / "torchvision" / "MNIST" / "raw").glob("*.part"))
 
 
 # --- CIFAR-10 from a JPEG tarball (a tiny fake one) ------------------------------------------
