@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +28,15 @@ from envs.layers import Architecture
 from experiments.common.teachers import with_config
 from experiments.harness import REPO_ROOT, Context, Outcome, main
 from gtn.pretrained import PRETRAINED
+from metaqnn.core.checkpoint import load_checkpoint
 from metaqnn.core.data import load_dataset
+from metaqnn.core.training import TrainConfig
 from metaqnn.design.finals import Candidate, train_final
 from metaqnn.design.pipeline import FINAL_NET, DesignConfig, final_train_config
 from metaqnn.design.presets import get_preset
 from metaqnn.design.run import run_design
 from metaqnn.design.searching import check_agent
-from metaqnn.errors import ConfigError
+from metaqnn.errors import CheckpointError, ConfigError
 from metaqnn.markdown import markdown_table
 from metaqnn.teacher.run import TeacherRun
 
@@ -154,11 +157,32 @@ def _baseline(config: Config, name: str, seed: int, ctx: Context) -> dict:
     )
     path = ctx.work / "baselines" / f"{_slug(name)}-seed{seed}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    result = train_final(candidate, data, final_train_config(design), FINAL_NET, ctx.device,
-                         path, progress=ctx.progress)  # fmt: skip
+    train = final_train_config(design)
+    done = _finished_baseline(path, candidate.architecture, train, config.dataset)
+    if done is not None:  # trained before its unit was memoised (a stopped table)
+        return {"row": name, "seed": seed, **done}
+    result = train_final(candidate, data, train, FINAL_NET, ctx.device, path,
+                         progress=ctx.progress)  # fmt: skip
     return {"row": name, "seed": seed, "test_error_pct": 100 * (1 - result.test_accuracy),
             "val_accuracy": result.val_accuracy, "winner": result.architecture,
             "wall_s": result.wall_s}  # fmt: skip
+
+
+def _finished_baseline(path: Path, arch: str, train: TrainConfig, dataset: str) -> dict | None:
+    """The results in a baseline's checkpoint, when it holds this net trained this way (its
+    training wall time only where the checkpoint records it)."""
+    if not path.is_file():
+        return None
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError:
+        return None  # unreadable: train again
+    if (str(ckpt.architecture), ckpt.train_config, ckpt.dataset) != (arch, train, dataset):
+        return None
+    metrics = ckpt.metrics
+    return {"test_error_pct": 100 * (1 - metrics["test_accuracy"]),
+            "val_accuracy": metrics["val_accuracy"], "winner": arch,
+            "wall_s": metrics.get("wall_s")}  # fmt: skip
 
 
 def _slug(name: str) -> str:
@@ -218,13 +242,23 @@ def _all_units(config: Config, teacher: Path | None, ctx: Context) -> list[dict]
         config.workers, mp_context=multiprocessing.get_context("spawn")
     ) as pool:
         futures = {pool.submit(_unit_job, config, u, teacher, child): u for u in todo}
+        failed = []
         for future in as_completed(futures):
             u = futures[future]
-            result = future.result()
+            try:
+                result = future.result()
+            except Exception as err:  # the others go on and are kept; reported at the end
+                failed.append(f"{u[1]} seed {u[2]}: {type(err).__name__}: {err}")
+                print(f"{u[1]} seed {u[2]} FAILED:", flush=True)
+                traceback.print_exception(err)
+                continue
             ctx.memo(_unit_key(config, u), lambda result=result: result)
             searched = f", {result['models']} models searched" if u[0] == "run" else ""
             print(f"{u[1]} seed {u[2]}: test error {result['test_error_pct']:.2f} %{searched}",
                   flush=True)  # fmt: skip
+    if failed:
+        raise RuntimeError(f"{NAME}: {len(failed)} unit(s) failed (the finished ones are kept; "
+                           f"run it again to redo these): {'; '.join(failed)}")  # fmt: skip
     return [ctx.memo(_unit_key(config, u), lambda u=u: _unit_job(config, u, teacher, ctx))
             for u in units]  # fmt: skip
 

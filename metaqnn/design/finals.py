@@ -101,8 +101,9 @@ def train_final(
     result = train_architecture(arch, data.train, data.val, config, net_config=net,
                                 device=device, progress=progress)  # fmt: skip
     test = evaluate(result.model, data.test, batch_size=config.eval_batch_size)
+    wall_s = time.perf_counter() - start
     metrics = {
-        "val_accuracy": result.val_accuracy, "test_accuracy": test.accuracy,
+        "val_accuracy": result.val_accuracy, "test_accuracy": test.accuracy, "wall_s": wall_s,
         "test_loss": test.loss, "history": [dict(h) for h in result.history],
         "normalization": {"mean": list(data.mean), "std": list(data.std)},
     }  # fmt: skip
@@ -117,6 +118,6 @@ def train_final(
         val_accuracy=result.val_accuracy if ok else math.nan,
         test_accuracy=test.accuracy if ok else math.nan,
         parameters=count_parameters(result.model), epochs=result.epochs_run,
-        wall_s=time.perf_counter() - start, checkpoint=str(out),
+        wall_s=wall_s, checkpoint=str(out),
         width_divisor=candidate.width_divisor,
     )  # fmt: skip

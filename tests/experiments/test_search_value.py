@@ -54,3 +54,31 @@ def test_units_run_seed_by_seed_with_their_baselines_last():
     assert _unit_key(config, units[1]) == "run/random/real/seed3"
     key = _unit_key(config, units[2])
     assert key.endswith(f"/seed3/{config.recipe}/{config.final_epochs}") and ":" not in key
+
+
+def test_a_baseline_trained_before_a_stop_is_read_back_from_its_checkpoint(tmp_path):
+    from envs.layers import Architecture
+    from experiments.search_value import _finished_baseline
+    from metaqnn.core.checkpoint import save_checkpoint
+    from metaqnn.core.nets import NetConfig, build_model
+    from metaqnn.core.training import TrainConfig
+
+    arch = Architecture.parse("[C(4,3,1), SM(10)]")
+    net = NetConfig()
+    train = TrainConfig(epochs=3)
+    model = build_model(arch, in_channels=1, input_size=8, config=net)
+    path = tmp_path / "hand-seed0.pt"
+    assert _finished_baseline(path, str(arch), train, "digits") is None  # not trained yet
+    metrics = {"val_accuracy": 0.9, "test_accuracy": 0.875, "wall_s": 2.5}
+    save_checkpoint(path, architecture=arch, net_config=net, train_config=train,
+                    dataset="digits", input_shape=(1, 8, 8), state_dict=model.state_dict(),
+                    metrics=metrics)  # fmt: skip
+    done = _finished_baseline(path, str(arch), train, "digits")
+    assert done == {"test_error_pct": 12.5, "val_accuracy": 0.9, "winner": str(arch),
+                    "wall_s": 2.5}  # fmt: skip
+    # trained another way, or another net or dataset: trained again
+    assert _finished_baseline(path, str(arch), TrainConfig(epochs=4), "digits") is None
+    assert _finished_baseline(path, "[C(8,3,1), SM(10)]", train, "digits") is None
+    assert _finished_baseline(path, str(arch), train, "mnist") is None
+    path.write_bytes(b"not a checkpoint")
+    assert _finished_baseline(path, str(arch), train, "digits") is None
