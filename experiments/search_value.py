@@ -151,7 +151,6 @@ def _baseline(config: Config, name: str, seed: int, ctx: Context) -> dict:
     """One of the dataset preset's hand-designed nets, trained with the finalists' recipe."""
     design = DesignConfig(dataset=config.dataset, recipe=config.recipe, seed=seed,
                           epochs=config.final_epochs)  # fmt: skip
-    data = load_dataset(config.dataset, root=ctx.data_root, device=ctx.device, seed=seed)
     candidate = Candidate(
         name, "baseline", str(Architecture.parse(get_preset(config.dataset).baselines[name]))
     )
@@ -161,6 +160,7 @@ def _baseline(config: Config, name: str, seed: int, ctx: Context) -> dict:
     done = _finished_baseline(path, candidate.architecture, train, config.dataset)
     if done is not None:  # trained before its unit was memoised (a stopped table)
         return {"row": name, "seed": seed, **done}
+    data = load_dataset(config.dataset, root=ctx.data_root, device=ctx.device, seed=seed)
     result = train_final(candidate, data, train, FINAL_NET, ctx.device, path,
                          progress=ctx.progress)  # fmt: skip
     return {"row": name, "seed": seed, "test_error_pct": 100 * (1 - result.test_accuracy),

@@ -177,8 +177,9 @@ def _load_mnist_raw(root: str, cache: str, barrier: Any) -> tuple[int, int]:
 def test_processes_filling_one_fresh_cache_at_once_all_read_mnist(
     shared_data_root: Path, tmp_path: Path
 ) -> None:
-    # two design runs started together on a fresh machine: one of them used to read a half-
-    # extracted idx file and fail; now one fills the cache while the others wait
+    # design runs started together on a fresh machine share an empty cache, which torchvision
+    # extracts in place: one fills it while the others wait (a guard: without the lock this
+    # race did not show in two tries here)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
