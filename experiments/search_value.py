@@ -31,6 +31,7 @@ from gtn.pretrained import PRETRAINED
 from metaqnn.core.checkpoint import load_checkpoint
 from metaqnn.core.data import load_dataset
 from metaqnn.core.training import TrainConfig
+from metaqnn.design.budget import format_duration
 from metaqnn.design.finals import Candidate, train_final
 from metaqnn.design.pipeline import FINAL_NET, DesignConfig, final_train_config
 from metaqnn.design.presets import get_preset
@@ -154,7 +155,7 @@ def _baseline(config: Config, name: str, seed: int, ctx: Context) -> dict:
     candidate = Candidate(
         name, "baseline", str(Architecture.parse(get_preset(config.dataset).baselines[name]))
     )
-    path = ctx.work / "baselines" / f"{_slug(name)}-seed{seed}.pt"
+    path = ctx.work / "baselines" / f"{candidate.slug}-seed{seed}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     train = final_train_config(design)
     done = _finished_baseline(path, candidate.architecture, train, config.dataset)
@@ -185,10 +186,6 @@ def _finished_baseline(path: Path, arch: str, train: TrainConfig, dataset: str) 
             "wall_s": metrics.get("wall_s")}  # fmt: skip
 
 
-def _slug(name: str) -> str:
-    return name.replace(":", "").replace(" ", "-")
-
-
 # a unit of the table: ("run", row, seed) or ("baseline", name, seed)
 Unit = tuple[str, str, int]
 
@@ -197,7 +194,8 @@ def _unit_key(config: Config, unit: Unit) -> str:
     kind, name, seed = unit
     if kind == "run":
         return f"run/{name}/seed{seed}"
-    return f"baseline/{_slug(name)}/seed{seed}/{config.recipe}/{config.final_epochs}"
+    slug = Candidate(name, "baseline", "").slug
+    return f"baseline/{slug}/seed{seed}/{config.recipe}/{config.final_epochs}"
 
 
 def _unit_job(config: Config, unit: Unit, teacher: Path | None, ctx: Context) -> dict:
@@ -318,6 +316,7 @@ def run(config: Config, ctx: Context) -> Outcome:
         gtn_dir = REPO_ROOT / config.gtn_run if config.gtn_run else ctx.work / "teacher"
         settings = with_config(config.gtn_teacher, "gtn_teacher", dataset=config.dataset, seed=0)
         teacher = ctx.gtn(gtn_dir, settings, config.gtn_outer_steps)
+    reused = sum(ctx.has_memo(_unit_key(config, u)) for u in _units(config))
     done = _all_units(config, teacher, ctx)
     runs = [r for r in done if r["row"] in config.rows]
     baselines = [r for r in done if r["row"] not in config.rows]
@@ -337,6 +336,7 @@ def run(config: Config, ctx: Context) -> Outcome:
              for row in [*config.rows, *get_preset(config.dataset).baselines]}  # fmt: skip
     epochs = sorted({e for r in runs for e in r["final_epochs"]})
     headers = ["row", "runs", "test error %", "models searched", "best search reward"]
+    searched = format_duration(sum(r["search_s"] for r in runs))
     markdown = "\n".join(
         [
             f"# Equal-compute value of the search on {config.dataset}",
@@ -350,6 +350,11 @@ def run(config: Config, ctx: Context) -> Outcome:
             f"{config.threads or 'the default number of'} torch thread(s) each.",
             "",
             markdown_table(headers, table),
+            "",
+            f"Search time of all {len(runs)} runs: {searched}. Of the table's {len(done)} "
+            f"units, {reused} were read back from the scratch memo "
+            "(finished by an earlier invocation), so the header's wall time counts only the "
+            f"other {len(done) - reused}.",
             "",
             "![anytime](anytime.png)",
         ]

@@ -41,6 +41,11 @@ class Candidate:
     width_divisor: int = 1
     """The space's widths divided by this (1: full width; more when the budget is short)."""
 
+    @property
+    def slug(self) -> str:
+        """The name as a file stem (``design-1``, ``hand-README-one-epoch-net``)."""
+        return self.name.replace(":", "").replace(" ", "-")
+
 
 def epoch_seconds(arch: Architecture, data: Dataset, config: TrainConfig, net: NetConfig,
                   device: torch.device | str) -> float:  # fmt: skip

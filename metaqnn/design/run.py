@@ -234,8 +234,7 @@ def _finals(state: DesignState, data, pool: list[Candidate], *, progress: bool) 
     finals = state.run_dir / "finals"
     finals.mkdir(exist_ok=True)
     for c in todo:
-        slug = c.name.replace(":", "").replace(" ", "-")
-        result = train_final(c, data, train, FINAL_NET, config.device, finals / f"{slug}.pt",
+        result = train_final(c, data, train, FINAL_NET, config.device, finals / f"{c.slug}.pt",
                              progress=progress)  # fmt: skip
         done[c.name] = dataclasses.asdict(result)
         state.add_time("final", result.wall_s)
