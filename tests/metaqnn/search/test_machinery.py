@@ -171,14 +171,30 @@ def _alive(pid: int) -> bool:
     return state != "Z"  # a zombie has ended (nobody reaped it yet)
 
 
+@contextlib.contextmanager
+def _sigint_as_in_a_terminal():
+    """A process started inside gets SIGINT at its default and unblocked, as a terminal's
+    foreground job does, whatever this pytest process inherited: a job started in the
+    background by a script ignores SIGINT, and so would the search started from it (Python
+    keeps an inherited SIG_IGN, as a command-line tool should)."""
+    handler = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, handler)
+
+
 def _start_search(tmp_path, data_root, **popen):
     argv = [sys.executable, "-m", "metaqnn", "search", "--dataset", "digits", "--data-root",
             str(data_root), "--reward", "real", "--epochs", "1", "--schedule", "1.0:40",
             "--replay", "5", "--workers", "2", "--no-progress", "--logdir",
             str(tmp_path / "run")]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **popen)  # fmt: skip
+    with _sigint_as_in_a_terminal():
+        return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, **popen)  # fmt: skip
 
 
 SQL_COUNT = "SELECT COUNT(*) FROM models"
@@ -242,7 +258,8 @@ def test_ctrl_c_with_workers_is_one_line(tmp_path, shared_data_root, moment):
             time.sleep(1.5)  # the workers are importing torch and building the reward
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130 and err.strip().splitlines() == ["metaqnn: interrupted"], err
+        assert proc.returncode == 130, (proc.returncode, err)
+        assert err.strip().splitlines() == ["metaqnn: interrupted"], err
         assert _gone(workers, within=5)
     finally:
         if proc.poll() is None:

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import signal
@@ -264,23 +265,30 @@ def test_repeated_kill_9_loses_nothing_and_evaluates_nothing_twice(tmp_path, sha
             if attempt == 0
             else [sys.executable, "-m", "metaqnn", "search", "--resume", str(run), "--no-progress"]
         )
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)  # fmt: skip
+        log = tmp_path / f"attempt{attempt}.log"
+        with log.open("w") as sink:
+            proc = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT)
         start_count = counts[-1] if counts else 0
         deadline = time.monotonic() + 120
         wait_for = 1 + int(rng.integers(3))  # kill after 1-3 more models ...
         extra_delay = float(rng.uniform(0, 0.3))  # ... and a random moment after that
+        n = 0
         while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                n = sqlite3.connect(db).execute("SELECT COUNT(*) FROM models").fetchone()[0]
+            try:  # read only: polling must never create the file before the search does
+                with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as c:
+                    n = c.execute("SELECT COUNT(*) FROM models").fetchone()[0]
             except sqlite3.Error:
                 n = 0
             if n >= start_count + wait_for:
                 time.sleep(extra_delay)
                 break
             time.sleep(0.02)
+        ended = proc.poll()
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        if n < start_count + wait_for:  # not the moment the test means to kill at
+            why = f"ended with {ended}" if ended is not None else "still short after 120 s"
+            pytest.fail(f"attempt {attempt}: {n} models, {why}:\n{log.read_text()[-3000:]}")
         counts.append(SearchStore.open(run).count())
     assert counts == sorted(counts) and counts[-1] < 20, counts  # progress, not yet finished
     subprocess.run([sys.executable, "-m", "metaqnn", "search", "--resume", str(run),
