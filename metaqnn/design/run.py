@@ -174,14 +174,14 @@ def _final_pool(state: DesignState, data, ranked: list[tuple[str, float]]) -> li
     dear: list[tuple[float, Candidate]] = []
     tries = itertools.islice(design_candidates(config, ranked, cap, cost), 3 * config.finalists)
     for c in tries:
-        cost = epoch_seconds(Architecture.parse(c.architecture), data, train, FINAL_NET,
-                             config.device)  # fmt: skip
-        costs[c.name] = cost
-        if cost <= 2 * share:
+        seconds = epoch_seconds(Architecture.parse(c.architecture), data, train, FINAL_NET,
+                                config.device)  # fmt: skip
+        costs[c.name] = seconds
+        if seconds <= 2 * share:
             accepted.append(c)
         else:
-            dear.append((cost, c))
-            print(f"{c.name} {c.architecture}: {cost:.0f} s per epoch, more than twice the "
+            dear.append((seconds, c))
+            print(f"{c.name} {c.architecture}: {seconds:.0f} s per epoch, more than twice the "
                   f"{share:.0f} s it may cost; the next design takes its place",
                   flush=True)  # fmt: skip
         if len(accepted) == config.finalists:
