@@ -15,13 +15,13 @@ import torch
 from envs.layers import Architecture
 from metaqnn.core.checkpoint import save_checkpoint
 from metaqnn.core.data import Dataset
-from metaqnn.core.nets import NetConfig, count_parameters
+from metaqnn.core.nets import NetConfig, build_model, count_parameters
 from metaqnn.core.training import TrainConfig, evaluate, train_architecture
 from metaqnn.core.widths import full_width, rescale, widest_fitting
 
 #: Re-exported from :mod:`metaqnn.core.widths` (torch-free), where they live.
 __all__ = ["Candidate", "FinalResult", "choose_epochs", "epoch_seconds", "full_width",
-           "rescale", "train_final", "widest_fitting"]  # fmt: skip
+           "probe_error", "rescale", "skipped_final", "train_final", "widest_fitting"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -48,18 +48,36 @@ class Candidate:
 
 
 def epoch_seconds(arch: Architecture, data: Dataset, config: TrainConfig, net: NetConfig,
-                  device: torch.device | str) -> float:  # fmt: skip
-    """Estimated seconds of one epoch of ``config`` (validation included), from two short
-    timed runs (3 and 13 steps): their difference is the cost of 10 steps."""
-    times = []
-    for steps in (3, 13):
+                  device: torch.device | str, *, max_probe_s: float = 30.0) -> float:  # fmt: skip
+    """Estimated seconds of one epoch of ``config`` (validation included), from short timed
+    runs: the difference between a run of 3 steps and a longer one is the cost of the extra steps.
+
+    The 3-step run is timed twice and the faster time kept: the first pays the one-off costs
+    (allocation, kernel choice) that would otherwise inflate it and shrink the difference, and
+    a slow-down of the machine rarely hits both. The longer run grows
+    (10, 40, 160 steps, ...) until the difference is at least a quarter of the 3-step run's
+    time, so that a noisy machine does not drown it, or until it takes ``max_probe_s`` or a
+    whole epoch. A difference that never comes out positive falls back to the longer run's
+    average step, validation included: an over-estimate, never an under-estimate.
+    """
+    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+
+    def timed(steps: int) -> float:
         probe = dataclasses.replace(config, steps=steps, max_restarts=0)
         start = time.perf_counter()
         train_architecture(arch, data.train, data.val, probe, net_config=net, device=device)
-        times.append(time.perf_counter() - start)
-    per_step = max(0.0, (times[1] - times[0]) / 10)
-    fixed = max(0.0, times[0] - 3 * per_step)  # building, validation
-    return per_step * math.ceil(len(data.train) / config.batch_size) + fixed
+        return time.perf_counter() - start
+
+    short, extra = min(timed(3), timed(3)), 10  # the first pays the one-off costs
+    while True:
+        long = timed(3 + extra)
+        gap = long - short
+        if gap >= 0.25 * short or long >= max_probe_s or extra >= steps_per_epoch:
+            break
+        extra *= 4
+    per_step = gap / extra if gap > 0 else long / (3 + extra)
+    fixed = max(0.0, short - 3 * per_step)  # building, validation
+    return per_step * steps_per_epoch + fixed
 
 
 def choose_epochs(seconds_left: float, epoch_costs: list[float], most: int) -> int:
@@ -125,4 +143,25 @@ def train_final(
         parameters=count_parameters(result.model), epochs=result.epochs_run,
         wall_s=wall_s, checkpoint=str(out),
         width_divisor=candidate.width_divisor,
+    )  # fmt: skip
+
+
+def probe_error(done: list[dict], predicted: dict[str, float]) -> float:
+    """How many times longer than probed the trained models' epochs took: the median over
+    ``done`` (results as dicts) of measured over predicted epoch seconds, at least 1."""
+    ratios = sorted(r["wall_s"] / r["epochs"] / predicted[r["name"]] for r in done
+                    if r["epochs"] > 0 and predicted.get(r["name"], 0) > 0)  # fmt: skip
+    return max(1.0, ratios[len(ratios) // 2]) if ratios else 1.0
+
+
+def skipped_final(candidate: Candidate, data: Dataset, net: NetConfig) -> FinalResult:
+    """The result of a candidate the budget had no room left for (status ``skipped``)."""
+    channels, size, _ = data.spec.input_shape
+    model = build_model(Architecture.parse(candidate.architecture), in_channels=channels,
+                        input_size=size, config=net)  # fmt: skip
+    return FinalResult(
+        name=candidate.name, kind=candidate.kind, architecture=candidate.architecture,
+        search_reward=candidate.search_reward, status="skipped", val_accuracy=math.nan,
+        test_accuracy=math.nan, parameters=count_parameters(model), epochs=0, wall_s=0.0,
+        checkpoint="", width_divisor=candidate.width_divisor,
     )  # fmt: skip

@@ -76,7 +76,8 @@ def plot_reward_vs_final(run_dir: Path, results: list[FinalResult], reward: str 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    designs = [r for r in results if r.kind == "design" and r.search_reward is not None]
+    designs = [r for r in results if r.kind == "design" and r.search_reward is not None
+               and math.isfinite(r.val_accuracy)]  # fmt: skip
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.scatter([r.search_reward for r in designs], [r.val_accuracy for r in designs])
     for r in designs:

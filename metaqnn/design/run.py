@@ -3,7 +3,9 @@
 Each phase keeps to its share of the budget and records the seconds it spent in
 ``design.json``; the final phase gets whatever the earlier ones left, and chooses the epochs
 of the final recipe so that every model fits (90 % of the time left, from measured epoch
-costs). A stop or ``kill -9`` loses at most the unit of work in flight.
+costs). Should the probes prove too low, a design that would take the run more than 10 %
+past its budget is skipped (a resume with a larger budget trains it). A stop or ``kill -9``
+loses at most the unit of work in flight.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from envs.layers import Architecture
 from metaqnn.core.export import export_checkpoint
 from metaqnn.design.budget import format_duration
 from metaqnn.design.cost import CostCap
-from metaqnn.design.finals import Candidate, FinalResult, choose_epochs, epoch_seconds, train_final
+from metaqnn.design.finals import (
+    Candidate,
+    FinalResult,
+    choose_epochs,
+    epoch_seconds,
+    probe_error,
+    skipped_final,
+    train_final,
+)
 from metaqnn.design.pipeline import (
     FINAL_NET,
     STATE,
@@ -207,7 +217,8 @@ def _finals(state: DesignState, data, pool: list[Candidate], *, progress: bool) 
     """Train every candidate with the final recipe at epochs that fit the time left."""
     config = state.config
     done = state.data["finals"]
-    todo = [c for c in pool if c.name not in done]
+    # a design skipped for want of time is tried again (a resume may have a larger budget)
+    todo = [c for c in pool if done.get(c.name, {}).get("status") in (None, "skipped")]
     if todo and "final_epochs" not in state.data:
         start = time.perf_counter()
         train = final_train_config(config)
@@ -233,7 +244,12 @@ def _finals(state: DesignState, data, pool: list[Candidate], *, progress: bool) 
     train = final_train_config(config, state.data.get("final_epochs"))
     finals = state.run_dir / "finals"
     finals.mkdir(exist_ok=True)
+    predicted = state.data.get("final_epoch_costs", {})
     for c in todo:
+        if _no_room(state, c, predicted):
+            done[c.name] = dataclasses.asdict(skipped_final(c, data, FINAL_NET))
+            state.save()
+            continue
         result = train_final(c, data, train, FINAL_NET, config.device, finals / f"{c.slug}.pt",
                              progress=progress)  # fmt: skip
         done[c.name] = dataclasses.asdict(result)
@@ -241,6 +257,25 @@ def _finals(state: DesignState, data, pool: list[Candidate], *, progress: bool) 
         print(f"{c.name}: {c.architecture} val {result.val_accuracy:.4f} test "
               f"{result.test_accuracy:.4f} ({result.wall_s:.0f} s)", flush=True)  # fmt: skip
     return [done[c.name] for c in pool]
+
+
+def _no_room(state: DesignState, c: Candidate, predicted: dict[str, float]) -> bool:
+    """Whether ``c`` is a design that would take the run more than 10 % past its budget, with
+    epoch costs corrected by how far the probes under-counted the models trained so far, while
+    another design has trained (the winner needs one; the baselines are always trained)."""
+    done = [r for r in state.data["finals"].values() if r["status"] != "skipped"]
+    if c.kind != "design" or not any(r["kind"] == "design" and r["status"] == "ok" for r in done):
+        return False
+    factor = probe_error(done, predicted)
+    need = state.data["final_epochs"] * predicted.get(c.name, 0.0) * factor
+    left = 1.1 * state.config.budget_s - state.spent()
+    if need <= left:
+        return False
+    print(f"{c.name}: skipped; its {state.data['final_epochs']} epochs would take about "
+          f"{format_duration(need)} (probed epoch cost x {factor:.1f}, as measured on the models "
+          f"trained so far) and {format_duration(max(left, 0))} is left of the budget and its "
+          "10 % margin", flush=True)  # fmt: skip
+    return True
 
 
 def run_design(config: DesignConfig | None = None, *, resume: str | Path | None = None,

@@ -149,3 +149,108 @@ def test_the_report_names_the_schedule_the_search_was_resized_to():
     assert _search_sentence(planned | {"models": 10, "final_schedule": "1.0:10"}) == (
         _search_sentence(planned)
     )
+
+
+class _FakeTraining:
+    """A stand-in for ``train_architecture`` on a fake clock: ``fixed`` seconds per run plus
+    ``step`` per step, ``first`` more on the first run (a one-off cost) and ``noise[i]`` more
+    on the i-th run."""
+
+    def __init__(self, fixed: float, step: float, first: float = 0.0, noise=()):
+        self.now, self.fixed, self.step, self.first = 0.0, fixed, step, first
+        self.noise, self.calls = list(noise), []
+
+    def clock(self) -> float:
+        return self.now
+
+    def __call__(self, arch, train, val, config, **kwargs):
+        extra = self.first if not self.calls else 0.0
+        extra += self.noise[len(self.calls)] if len(self.calls) < len(self.noise) else 0.0
+        self.calls.append(config.steps)
+        self.now += self.fixed + self.step * config.steps + extra
+
+
+@pytest.mark.parametrize(
+    ("first", "noise"),
+    [(0.0, ()), (5.0, ()),  # a one-off cost on the first run
+     (0.0, (0.0, 3.0)),  # the 3-step run slowed down: the difference vanishes
+     (0.0, (0.0, 0.0, -2.0))],  # the longer run sped up: the difference turns negative
+)  # fmt: skip
+def test_the_epoch_probe_does_not_under_count(monkeypatch, first, noise):
+    """The 2-hour Fashion-MNIST run probed a finalist's epoch at 14.8 s; it took 128 s: the
+    difference of a 3-step and a 13-step run, taken once, was drowned."""
+    from types import SimpleNamespace
+
+    import metaqnn.design.finals as finals
+    from metaqnn.core.training import TrainConfig
+
+    fake = _FakeTraining(fixed=2.0, step=0.1, first=first, noise=noise)
+    monkeypatch.setattr(finals, "train_architecture", fake)
+    monkeypatch.setattr(finals.time, "perf_counter", fake.clock)
+    data = SimpleNamespace(train=range(128 * 400), val=None)
+    arch = Architecture.parse("[C(8,3,1), SM(10)]")
+    estimate = finals.epoch_seconds(arch, data, TrainConfig(batch_size=128), None, "cpu")
+    true = 2.0 + 0.1 * 400
+    assert true * 0.95 <= estimate <= true * 1.5, (estimate, fake.calls)
+    assert fake.calls[:2] == [3, 3]  # the short run twice: the faster counts
+
+
+def test_the_epoch_probe_stops_at_its_time_limit(monkeypatch):
+    from types import SimpleNamespace
+
+    import metaqnn.design.finals as finals
+    from metaqnn.core.training import TrainConfig
+
+    fake = _FakeTraining(fixed=100.0, step=0.0)  # steps cost nothing next to the fixed part
+    monkeypatch.setattr(finals, "train_architecture", fake)
+    monkeypatch.setattr(finals.time, "perf_counter", fake.clock)
+    data = SimpleNamespace(train=range(128 * 400), val=None)
+    arch = Architecture.parse("[C(8,3,1), SM(10)]")
+    estimate = finals.epoch_seconds(arch, data, TrainConfig(batch_size=128), None, "cpu",
+                                    max_probe_s=30.0)  # fmt: skip
+    assert fake.calls == [3, 3, 13]
+    assert estimate >= 100.0  # never below the run it measured
+
+
+def test_a_design_the_time_left_cannot_train_is_skipped_and_retried_on_resume(
+    tmp_path, monkeypatch
+):
+    """The probes under-count design 1 by 4x: design 2 no longer fits the budget and its
+    10 % margin, so it is skipped rather than overrunning; a resume with a larger budget
+    trains it."""
+    from types import SimpleNamespace
+
+    import metaqnn.design.run as design_run
+    from metaqnn.design.finals import Candidate, FinalResult
+    from metaqnn.design.pipeline import DesignConfig, DesignState
+
+    config = DesignConfig(dataset="digits", budget_s=1000.0, logdir=str(tmp_path))
+    state = DesignState.create(tmp_path, config)
+    state.data["final_epochs"] = 2
+    costs = {"hand": 10.0, "design 1": 50.0, "design 2": 100.0}
+    state.data["final_epoch_costs"] = costs
+    state.add_time("search", 500.0)
+    pool = [
+        Candidate("hand", "baseline", "[C(8,3,1), SM(10)]"),
+        Candidate("design 1", "design", "[C(16,3,1), SM(10)]", "[C(4,3,1), SM(10)]", 0.9),
+        Candidate("design 2", "design", "[C(32,3,1), SM(10)]", "[C(8,3,1), SM(10)]", 0.8),
+    ]
+    trained = []
+
+    def fake_train(c, data, train, net, device, out, *, progress):
+        trained.append(c.name)
+        seconds = train.epochs * costs[c.name] * (4 if c.name == "design 1" else 1)
+        return FinalResult(c.name, c.kind, c.architecture, c.search_reward, "ok", 0.9, 0.9,
+                           100, train.epochs, seconds, str(out))  # fmt: skip
+
+    monkeypatch.setattr(design_run, "train_final", fake_train)
+    data = SimpleNamespace(spec=SimpleNamespace(input_shape=(1, 8, 8)))
+    results = design_run._finals(state, data, pool, progress=False)
+    # spent: 500 + 20 + 400 = 920; design 2 needs 2 x 100 x 4 (the median error, 4 / 1 -> 4)
+    assert trained == ["hand", "design 1"]
+    assert [r["status"] for r in results] == ["ok", "ok", "skipped"]
+    assert results[2]["epochs"] == 0 and results[2]["parameters"] > 0
+    state = DesignState.open(tmp_path)
+    state.data["config"]["budget_s"] = 2000.0
+    results = design_run._finals(state, data, pool, progress=False)
+    assert trained[2:] == ["design 2"] and results[2]["status"] == "ok"
