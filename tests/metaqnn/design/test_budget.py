@@ -186,7 +186,7 @@ def test_the_epoch_probe_does_not_under_count(monkeypatch, first, noise):
 
     fake = _FakeTraining(fixed=2.0, step=0.1, first=first, noise=noise)
     monkeypatch.setattr(finals, "train_architecture", fake)
-    monkeypatch.setattr(finals.time, "perf_counter", fake.clock)
+    monkeypatch.setattr(finals, "time", SimpleNamespace(perf_counter=fake.clock))
     data = SimpleNamespace(train=range(128 * 400), val=None)
     arch = Architecture.parse("[C(8,3,1), SM(10)]")
     estimate = finals.epoch_seconds(arch, data, TrainConfig(batch_size=128), None, "cpu")
@@ -203,7 +203,7 @@ def test_the_epoch_probe_stops_at_its_time_limit(monkeypatch):
 
     fake = _FakeTraining(fixed=100.0, step=0.0)  # steps cost nothing next to the fixed part
     monkeypatch.setattr(finals, "train_architecture", fake)
-    monkeypatch.setattr(finals.time, "perf_counter", fake.clock)
+    monkeypatch.setattr(finals, "time", SimpleNamespace(perf_counter=fake.clock))
     data = SimpleNamespace(train=range(128 * 400), val=None)
     arch = Architecture.parse("[C(8,3,1), SM(10)]")
     estimate = finals.epoch_seconds(arch, data, TrainConfig(batch_size=128), None, "cpu",
