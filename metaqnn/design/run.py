@@ -143,7 +143,8 @@ def _new_search(state: DesignState, teacher: Path | None, run_dir: Path) -> Sear
     state.save()
     capped = f" within the cost cap (widths / {cost.width_divisor})" if cost else ""
     print(f"{config.reward} reward at widths / {config.divisor}: "
-          f"{info['seconds_per_model']:.2f} s per model{capped}; {config.agent} schedule sized "
+          f"{info['seconds_per_model']:.2f} s per model (mean of {info.get('probes', 3)} "
+          f"architectures){capped}; {config.agent} schedule sized "
           f"to {info['planned_models']} models", flush=True)  # fmt: skip
     return search
 

@@ -278,9 +278,11 @@ class Search:
         max_models: int | None = None,
         time_limit_s: float | None = None,
         progress: bool = True,
+        announce_limit: bool = True,
     ) -> list[ModelRecord]:
         """Search until the schedule is done, ``max_models`` more models are recorded, or
-        ``time_limit_s`` passes (architectures in flight then are dispatched again on resume).
+        ``time_limit_s`` passes (architectures in flight then are dispatched again on resume;
+        ``announce_limit`` says so on the console, off for a caller that runs in slices).
         Returns every recorded model."""
         start, start_done = time.monotonic(), self.done
         target = self.schedule.total
@@ -297,10 +299,11 @@ class Search:
         try:
             while self.done < target:
                 if time_limit_s is not None and time.monotonic() - start > time_limit_s:
-                    bar.write(
-                        f"time limit of {time_limit_s:.0f} s reached after {self.done} "
-                        "models; resume with --resume"
-                    )
+                    if announce_limit:
+                        bar.write(
+                            f"time limit of {time_limit_s:.0f} s reached after {self.done} "
+                            "models; resume with --resume"
+                        )
                     break
                 self._fill(target)
                 if not self.backend.in_flight():

@@ -4,6 +4,7 @@ design within it is never trained narrower than the cost width; digits has none.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -139,7 +140,8 @@ def test_the_search_gets_the_cap_and_probes_within_it(monkeypatch, tmp_path):
     assert isinstance(search.env, CostMask)
     assert (search.config.max_flops, search.config.flops_width_divisor) == (cap.max_flops, 4)
     assert (info["max_flops"], info["flops_width_divisor"]) == (cap.max_flops, 4)
-    assert len(reward.seen) == searching.COST_PROBES
+    assert searching.COST_PROBES <= len(reward.seen) == info["probes"] <= searching.MAX_PROBES
+    assert len(set(reward.seen)) == len(reward.seen)  # distinct architectures
     for arch in reward.seen:
         assert design_flops(Architecture.parse(arch), cap, MNIST, 16) <= cap.max_flops
     search.close()
@@ -232,3 +234,45 @@ def test_the_search_env_of_digits_is_unwrapped(tmp_path):
     search = Search.create(config, tmp_path / "run", reward=_half)
     assert type(search.env) is CNNDesignEnv
     search.close()
+
+
+class _Clock:
+    """A fake ``time`` module: ``perf_counter`` moves only when a probe is evaluated."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_the_cost_probe_times_distinct_architectures_for_its_share_of_the_time(monkeypatch):
+    import metaqnn.design.searching as searching
+
+    clock = _Clock()
+    monkeypatch.setattr(searching, "time", clock)
+    small, big = Architecture.parse("[SM(10)]"), Architecture.parse("[C(8,3,1), SM(10)]")
+    costs = {str(small): 0.1, str(big): 2.0}
+    # a space of two architectures: the draws end before COST_PROBES distinct ones
+    draws = itertools.chain([small, small, small, big, small], itertools.repeat(big))
+    timed = []
+
+    def evaluate(arch):
+        timed.append(str(arch))
+        clock.now += costs[str(arch)]
+
+    # the repeats of the small architecture are not timed again: mean of 0.1 s and 2.0 s
+    assert searching.probe_cost(evaluate, lambda: next(draws), 0.0) == (1.05, 2)
+    assert timed == [str(small), str(big)]
+
+    # at least COST_PROBES, then until the seconds have passed
+    archs = iter(Architecture.parse(f"[C({n},1,1), SM(10)]") for n in range(1, 1000))
+    per, n = searching.probe_cost(lambda a: setattr(clock, "now", clock.now + 1.0),
+                                  lambda: next(archs), 7.5)  # fmt: skip
+    assert (per, n) == (1.0, 8)
+    per, n = searching.probe_cost(lambda a: setattr(clock, "now", clock.now + 1.0),
+                                  lambda: next(archs), 0.5)  # fmt: skip
+    assert n == searching.COST_PROBES
+    per, n = searching.probe_cost(lambda a: setattr(clock, "now", clock.now + 1.0),
+                                  lambda: next(archs), 1e9)  # fmt: skip
+    assert n == searching.MAX_PROBES

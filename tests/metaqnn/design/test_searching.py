@@ -44,7 +44,7 @@ def test_a_schedule_replaced_mid_run_is_kept_by_a_resume(tmp_path):
     again.close()
 
 
-def test_run_sized_reaches_the_greedy_stages_in_time(tmp_path):
+def test_run_sized_reaches_the_greedy_stages_in_time(tmp_path, capsys):
     # the probes guessed far too cheap a reward: a schedule 20 times too long
     config = SearchConfig(schedule=AGENTS["qlearning"](4000), replay=5)
     search = Search.create(config, tmp_path / "run", reward=slow_reward)
@@ -53,4 +53,6 @@ def test_run_sized_reaches_the_greedy_stages_in_time(tmp_path):
     assert time.perf_counter() - start < 4.0
     assert search.schedule.total < 4000  # re-sized to the measured cost
     assert min(m.epsilon for m in search.models) < 1.0  # it left the random stage
+    # its slices end on a time limit, and do not tell the user to resume after each
+    assert "--resume" not in capsys.readouterr().out
     search.close()
