@@ -3,6 +3,7 @@ the phases of a design run."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -62,6 +63,9 @@ class BudgetPlan:
     """The Q-learning search, measuring the reward's cost included."""
     final_s: float
     """Final training of the finalists and the hand-designed baselines."""
+    given_to_search_s: float = 0.0
+    """Seconds of the final share that the search got, because the final training needs no
+    more than the rest (:meth:`reserve_final`)."""
 
     @classmethod
     def split(cls, total_s: float, shares: tuple[float, float, float]) -> BudgetPlan:
@@ -78,6 +82,16 @@ class BudgetPlan:
         t, s, f = (total_s * share for share in shares)
         return cls(total_s=total_s, teacher_s=t, search_s=s, final_s=f)
 
+    def reserve_final(self, need_s: float | None) -> BudgetPlan:
+        """This plan with the final share cut to ``need_s`` (what the final training can use
+        at most) and the rest given to the search; unchanged when ``need_s`` is None or not
+        less than the final share."""
+        if need_s is None or need_s >= self.final_s:
+            return self
+        moved = self.final_s - need_s
+        return dataclasses.replace(self, search_s=self.search_s + moved, final_s=need_s,
+                                   given_to_search_s=self.given_to_search_s + moved)  # fmt: skip
+
     def describe(self, search: str = "qlearning, gtn reward") -> str:
         """One line per phase, for the start of a run; ``search`` names the search's agent and
         reward."""
@@ -91,4 +105,8 @@ class BudgetPlan:
         for name, seconds in rows:
             share = seconds / self.total_s
             lines.append(f"  {name:<{width}}  {format_duration(seconds):>8}  ({share:.0%})")
+        if self.given_to_search_s > 0:
+            moved = format_duration(self.given_to_search_s)
+            lines.append(f"  (the search has {moved} of the final share: the final training "
+                         "needs no more than the rest)")  # fmt: skip
         return "\n".join(lines)

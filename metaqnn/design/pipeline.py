@@ -203,6 +203,19 @@ class DesignState:
         """The run's config."""
         return DesignConfig(**self.data["config"])
 
+    def plan(self) -> BudgetPlan:
+        """The split of the budget, with the final share cut to what the final training can
+        use (:func:`final_need_s`, measured when the run was planned) and the rest given to
+        the search."""
+        return self.config.plan().reserve_final(self.data.get("final_need_s"))
+
+    def search_left(self) -> float:
+        """Seconds the search may still run: until the run's clock (:meth:`spent`) reaches
+        the end of the teacher's and the search's shares of :meth:`plan`, so the time the
+        plan and the teacher did not use is the search's."""
+        plan = self.plan()
+        return plan.teacher_s + plan.search_s - self.spent()
+
     def spent(self) -> float:
         """Seconds spent so far, all phases."""
         return float(sum(self.data["spent"].values()))
@@ -265,6 +278,30 @@ def check_budget(config: DesignConfig, data: Dataset) -> dict[str, float]:
             f"use --budget {format_duration(need)} or more"
         )
     return costs
+
+
+#: What the final phase's time is reserved for: a finalist's epoch costing this many times
+#: the costliest baseline's ...
+DESIGN_EPOCH_ALLOWANCE = 2.0
+#: ... and this margin on top (the epoch probes, evaluation, slower epochs).
+FINAL_NEED_MARGIN = 1.5
+
+
+def final_need_s(config: DesignConfig, baseline_costs: dict[str, float]) -> float | None:
+    """Seconds the final training can use at most: the recipe's epochs of every baseline and
+    of every finalist at :data:`DESIGN_EPOCH_ALLOWANCE` times the costliest baseline, in 90 %
+    of the time, times :data:`FINAL_NEED_MARGIN`. The final phase trains no model for more
+    than the recipe's epochs, so the final share beyond this is the search's. None with
+    ``final_width_divisor`` set (the designs' cost is then not the run's to choose).
+
+    On digits (5-minute demo) this is under a minute of the two-minute final share; on MNIST
+    and Fashion-MNIST it is hours, more than any share of a 2-hour budget."""
+    if config.final_width_divisor is not None or not baseline_costs:
+        return None
+    epochs = final_train_config(config).epochs
+    trained = sum(baseline_costs.values()) if config.baselines else 0.0
+    designs = config.finalists * DESIGN_EPOCH_ALLOWANCE * max(baseline_costs.values())
+    return FINAL_NEED_MARGIN * epochs * (trained + designs) / 0.9
 
 
 def design_epoch_share(config: DesignConfig, baseline_costs: dict[str, float],

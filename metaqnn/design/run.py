@@ -1,11 +1,14 @@
 """``run_design``: plan, teacher, search, final training, outputs; read top to bottom.
 
 Each phase keeps to its share of the budget and records the seconds it spent in
-``design.json``; the final phase gets whatever the earlier ones left, and chooses the epochs
-of the final recipe so that every model fits (90 % of the time left, from measured epoch
-costs). Should the probes prove too low, a design that would take the run more than 10 %
-past its budget is skipped (a resume with a larger budget trains it). A stop or ``kill -9``
-loses at most the unit of work in flight.
+``design.json``. The search runs until the run's clock reaches the end of its share (what the
+teacher left is the search's too), and gets the part of the final share that the final
+training cannot use (measured from the baselines' epochs when the run is planned: the
+recipe's epochs of every model then fit). The final phase gets whatever the earlier ones
+left, and chooses the epochs of the final recipe so that every model fits (90 % of the time
+left, from measured epoch costs). Should the probes prove too low, a design that would take
+the run more than 10 % past its budget is skipped (a resume with a larger budget trains it).
+A stop or ``kill -9`` loses at most the unit of work in flight.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from metaqnn.design.pipeline import (
     design_candidates,
     design_epoch_share,
     final_flops_cap,
+    final_need_s,
     final_train_config,
     load_data,
     teacher_phase,
@@ -87,7 +91,7 @@ def _search(state: DesignState, teacher: Path | None, *, progress: bool) -> list
     config, run_dir = state.config, state.run_dir / "search"
     if state.data["phases"].get("search") != "done":
         base = state.data["spent"].get("search", 0.0)
-        left = config.plan().search_s - base
+        left = state.search_left()
         start = time.perf_counter()
 
         def save_time() -> None:
@@ -98,7 +102,7 @@ def _search(state: DesignState, teacher: Path | None, *, progress: bool) -> list
             if (run_dir / DB_NAME).exists():
                 search = Search.resume(run_dir)
             else:
-                search = _new_search(state, teacher, run_dir)
+                search = _new_search(state, teacher, run_dir, left)
             clock = state.spent() + time.perf_counter() - start  # the run's clock now
             search.logger = TimelineLogger(state.run_dir / "timeline.jsonl", clock, save_time)
             limit = left - (time.perf_counter() - start)
@@ -124,15 +128,15 @@ def _search(state: DesignState, teacher: Path | None, *, progress: bool) -> list
     return [(m.architecture, m.reward) for m in sorted(models, key=lambda m: -m.reward)]
 
 
-def _new_search(state: DesignState, teacher: Path | None, run_dir: Path) -> Search:
-    """Measure the reward's cost at the search width, size the agent's schedule to the share,
-    start."""
+def _new_search(state: DesignState, teacher: Path | None, run_dir: Path,
+                left: float) -> Search:  # fmt: skip
+    """Measure the reward's cost at the search width, size the agent's schedule to the
+    ``left`` seconds of the share, start."""
     config = state.config
     spec = RewardSpec(name=config.reward, dataset=config.dataset, data_root=config.data_root,
                       seed=config.seed, device=config.device, epochs=config.real_epochs,
                       gtn_checkpoint=None if teacher is None else str(teacher),
                       score_size=config.score_size)  # fmt: skip
-    left = config.plan().search_s
     cost = _cost_cap(state)
     search, info = sized_search(
         spec, run_dir, agent=config.agent, seconds=left, width_divisor=config.divisor,
@@ -310,6 +314,7 @@ def run_design(config: DesignConfig | None = None, *, resume: str | Path | None 
         lock = RunLock(config.logdir).acquire()
         state = DesignState.create(Path(config.logdir), config)
         state.data["baseline_epoch_costs"] = costs
+        state.data["final_need_s"] = final_need_s(config, costs)
         cost = config.cost_cap()  # from the baselines' FLOPs: no training
         state.data["cost_cap"] = None if cost is None else cost.to_dict()
         state.add_time("plan", time.perf_counter() - start)
@@ -320,7 +325,7 @@ def run_design(config: DesignConfig | None = None, *, resume: str | Path | None 
 def _run_phases(state: DesignState, *, progress: bool) -> Path:
     """Teacher, search, finals, winner and report of a run this process owns."""
     config = state.config
-    print(config.plan().describe(f"{config.agent}, {config.reward} reward"), flush=True)
+    print(state.plan().describe(f"{config.agent}, {config.reward} reward"), flush=True)
     cost = _cost_cap(state)
     if cost is not None:
         print(cost.describe(), flush=True)

@@ -41,6 +41,44 @@ def test_the_budget_splits_by_shares_and_refuses_bad_ones():
             BudgetPlan.split(100, shares)
 
 
+def test_the_final_share_beyond_what_the_final_training_can_use_goes_to_the_search():
+    plan = BudgetPlan.split(300, (0.25, 0.35, 0.4))
+    assert plan.reserve_final(None) == plan and plan.reserve_final(500.0) == plan
+    cut = plan.reserve_final(50.0)
+    assert (cut.teacher_s, cut.search_s, cut.final_s) == pytest.approx((75, 175, 50))
+    assert cut.given_to_search_s == pytest.approx(70) and cut.total_s == 300
+    assert "1m10s of the final share" in cut.describe()
+    assert "final share" not in plan.describe()
+
+
+def test_the_final_need_is_the_recipes_epochs_of_every_model_with_a_margin(tmp_path):
+    from metaqnn.design import pipeline
+    from metaqnn.design.pipeline import DesignConfig, DesignState, final_need_s
+
+    config = DesignConfig(dataset="digits", budget_s=300.0, logdir=str(tmp_path))
+    costs = {"hand a": 0.2, "hand b": 0.3}  # seconds per epoch of the strong recipe (15 epochs)
+    designs = 3 * pipeline.DESIGN_EPOCH_ALLOWANCE * 0.3
+    need = pipeline.FINAL_NEED_MARGIN * 15 * (0.5 + designs) / 0.9
+    assert final_need_s(config, costs) == pytest.approx(need) == pytest.approx(57.5)
+    no_hands = DesignConfig(dataset="digits", budget_s=300.0, baselines=False)
+    assert final_need_s(no_hands, costs) == pytest.approx(1.5 * 15 * designs / 0.9)
+    assert final_need_s(DesignConfig(dataset="digits", budget_s=300.0,
+                                     final_width_divisor=2), costs) is None  # fmt: skip
+
+    # the run's plan: the search gets the rest of the final share, and what the plan and the
+    # teacher left of theirs
+    state = DesignState.create(tmp_path, config)
+    assert state.plan() == config.plan()  # a run from before the need was recorded
+    state.data["final_need_s"] = final_need_s(config, costs)
+    assert state.plan().final_s == pytest.approx(57.5)
+    assert state.plan().search_s == pytest.approx(105 + 120 - 57.5)
+    state.add_time("plan", 2.0)
+    state.add_time("teacher", 68.0)
+    assert state.search_left() == pytest.approx(300 - 57.5 - 70)
+    state.add_time("search", 100.0)
+    assert state.search_left() == pytest.approx(300 - 57.5 - 170)
+
+
 def test_full_width_undoes_the_search_width():
     space = get_space("mnist")
     narrow = Architecture.parse("[C(4,3,1), P(2,2), C(32,5,1), FC(16), FC(8), SM(10)]")

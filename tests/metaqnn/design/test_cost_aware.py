@@ -160,11 +160,11 @@ def test_a_design_run_hands_its_recorded_cap_to_the_search(monkeypatch, tmp_path
         return "search", {"seconds_per_model": 1.0, "planned_models": 10}
 
     monkeypatch.setattr(design_run, "sized_search", fake_sized)
-    assert design_run._new_search(state, None, tmp_path / "search") == "search"
+    assert design_run._new_search(state, None, tmp_path / "search", 60.0) == "search"
     assert seen["max_flops"] == 2 * PYTORCH_NET_FLOPS and seen["flops_width_divisor"] == 4
     # a run from before caps (no "cost_cap" in design.json) searches without one
     del state.data["cost_cap"]
-    design_run._new_search(state, None, tmp_path / "search")
+    design_run._new_search(state, None, tmp_path / "search", 60.0)
     assert seen["max_flops"] is None and seen["flops_width_divisor"] == 1
 
 
