@@ -265,6 +265,9 @@ def baseline_epoch_costs(config: DesignConfig, data: Dataset) -> dict[str, float
 def check_budget(config: DesignConfig, data: Dataset) -> dict[str, float]:
     """Fail now, before any work, if the final share cannot train every baseline and finalist
     for one epoch. Returns the measured epoch seconds of each baseline."""
+    names = ", ".join(config.preset.baselines)
+    print(f"timing one epoch of the {config.recipe!r} recipe on the hand baselines ({names}) "
+          "to check the budget", flush=True)  # fmt: skip
     costs = baseline_epoch_costs(config, data)
     mean = float(np.mean(list(costs.values())))
     models = len(costs) + config.finalists
