@@ -16,12 +16,13 @@ from envs.layers import Architecture
 from metaqnn.core.checkpoint import save_checkpoint
 from metaqnn.core.data import Dataset
 from metaqnn.core.nets import NetConfig, build_model, count_parameters
-from metaqnn.core.training import TrainConfig, evaluate, train_architecture
+from metaqnn.core.training import TrainConfig, TrainResult, evaluate, train_architecture
 from metaqnn.core.widths import full_width, rescale, widest_fitting
 
 #: Re-exported from :mod:`metaqnn.core.widths` (torch-free), where they live.
-__all__ = ["Candidate", "FinalResult", "choose_epochs", "epoch_seconds", "full_width",
-           "probe_error", "rescale", "skipped_final", "train_final", "widest_fitting"]  # fmt: skip
+__all__ = ["EPOCH_GRAIN", "Candidate", "FinalResult", "choose_epochs", "epoch_seconds",
+           "epochs_label", "full_width", "probe_error", "rescale", "skipped_final",
+           "train_final", "widest_fitting"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,29 @@ def epoch_seconds(arch: Architecture, data: Dataset, config: TrainConfig, net: N
     return per_step * steps_per_epoch + fixed
 
 
-def choose_epochs(seconds_left: float, epoch_costs: list[float], most: int) -> int:
-    """The largest epoch count, at most ``most``, whose training of every model fits in 90 % of
-    ``seconds_left`` (0 when not even one epoch fits)."""
+#: The final phase's epochs are chosen in steps of this many epochs when the budget binds.
+EPOCH_GRAIN = 0.1
+
+
+def choose_epochs(seconds_left: float, epoch_costs: list[float], most: int) -> float:
+    """The most epochs, at most ``most`` and in steps of :data:`EPOCH_GRAIN`, whose training of
+    every model fits in 90 % of ``seconds_left``; below 1 when not even one epoch fits.
+
+    A whole number unless the budget binds: then the last pass is partial (the recipe's
+    schedule spans the steps run), so the time a whole epoch would not fill is not left idle.
+    """
     per_epoch = sum(epoch_costs)
     if per_epoch <= 0:
         return most
-    return max(0, min(most, math.floor(0.9 * seconds_left / per_epoch)))
+    fit = 0.9 * seconds_left / per_epoch
+    if fit >= most:
+        return most
+    return max(0.0, round(math.floor(round(fit / EPOCH_GRAIN, 6)) * EPOCH_GRAIN, 6))
+
+
+def epochs_label(epochs: float) -> str:
+    """``7`` for whole epochs, ``3.4`` for a partial last pass."""
+    return f"{epochs:g}" if epochs != int(epochs) else str(int(epochs))
 
 
 @dataclass(frozen=True)
@@ -101,7 +118,8 @@ class FinalResult:
     val_accuracy: float
     test_accuracy: float
     parameters: int
-    epochs: int
+    epochs: float
+    """Passes over the training split (a fraction when the last one was partial)."""
     wall_s: float
     checkpoint: str
     width_divisor: int = 1
@@ -140,10 +158,18 @@ def train_final(
         search_reward=candidate.search_reward, status=result.status,
         val_accuracy=result.val_accuracy if ok else math.nan,
         test_accuracy=test.accuracy if ok else math.nan,
-        parameters=count_parameters(result.model), epochs=result.epochs_run,
+        parameters=count_parameters(result.model), epochs=_passes(result, config, data),
         wall_s=wall_s, checkpoint=str(out),
         width_divisor=candidate.width_divisor,
     )  # fmt: skip
+
+
+def _passes(result: TrainResult, config: TrainConfig, data: Dataset) -> float:
+    """Epochs run: whole ones, or the steps over the steps of one epoch when ``config`` sets
+    steps (two decimals)."""
+    if config.steps is None:
+        return result.epochs_run
+    return round(result.steps_run / (len(data.train) // config.batch_size or 1), 2)
 
 
 def probe_error(done: list[dict], predicted: dict[str, float]) -> float:

@@ -238,9 +238,22 @@ def load_data(config: DesignConfig) -> Dataset:
                         seed=config.seed, download=config.download)  # fmt: skip
 
 
-def final_train_config(config: DesignConfig, epochs: int | None = None) -> TrainConfig:
-    """The final recipe at ``epochs`` (default: the config's or the recipe's)."""
-    return recipe_config(config.recipe, epochs=epochs or config.epochs, seed=config.seed)
+def final_train_config(config: DesignConfig, epochs: float | None = None,
+                       train_size: int | None = None) -> TrainConfig:  # fmt: skip
+    """The final recipe at ``epochs`` (default: the config's or the recipe's).
+
+    A fractional ``epochs`` (the budget binds) becomes a budget of steps, ``epochs`` times the
+    steps of one pass over ``train_size`` images, over which the recipe's schedule runs.
+    """
+    want = epochs or config.epochs
+    train = recipe_config(config.recipe, epochs=None if want is None else math.ceil(want),
+                          seed=config.seed)  # fmt: skip
+    if want is None or want == int(want):
+        return train
+    if train_size is None:
+        raise ValueError(f"epochs={want} is a fraction: give train_size to count its steps")
+    steps = max(1, round(want * (train_size // train.batch_size or 1)))
+    return dataclasses.replace(train, steps=steps)
 
 
 def check_teacher(config: DesignConfig) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metaqnn.design.budget import format_duration
-from metaqnn.design.finals import FinalResult
+from metaqnn.design.finals import FinalResult, epochs_label
 from metaqnn.markdown import markdown_table
 from metaqnn.runinfo import run_metadata
 
@@ -92,6 +92,16 @@ def plot_reward_vs_final(run_dir: Path, results: list[FinalResult], reward: str 
     return path
 
 
+def _epochs_text(epochs: float | None) -> str:
+    """``7 epochs``, or ``3.4 epochs (the last pass partial ...)`` when the budget binds."""
+    if epochs is None:
+        return "the recipe's epochs"
+    if epochs == int(epochs):
+        return f"{int(epochs)} epochs"
+    return (f"{epochs_label(epochs)} epochs (the last pass partial: the budget binds, and the "
+            "recipe's schedule spans the steps run)")  # fmt: skip
+
+
 def write_report(state: DesignState, results: list[FinalResult], winner: str) -> Path:
     """Write ``report.md``, ``summary.json`` and the figures; returns the report's path."""
     config, run_dir = state.config, state.run_dir
@@ -102,7 +112,8 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
             f"{r.name}{mark}", f"`{r.architecture}`",
             "" if r.search_reward is None else f"{r.search_reward:.4f}", f"{r.parameters:,}",
             "full" if r.width_divisor == 1 else f"/ {r.width_divisor}",
-            str(r.epochs), _pct(r.val_accuracy), _pct(1 - r.test_accuracy), f"{r.wall_s:.0f}",
+            epochs_label(r.epochs), _pct(r.val_accuracy), _pct(1 - r.test_accuracy),
+            f"{r.wall_s:.0f}",
         ])  # fmt: skip
     table = markdown_table(["model", "architecture", "search reward", "parameters", "width",
                             "epochs",
@@ -132,8 +143,8 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
         table,
         "",
         f"Every model trained with the same final recipe `{config.recipe}` for "
-        f"{state.data.get('final_epochs')} epochs, at full width unless the width column says "
-        "otherwise (a design is narrowed when full width cannot train in the time left). "
+        f"{_epochs_text(state.data.get('final_epochs'))}, at full width unless the width column "
+        "says otherwise (a design is narrowed when full width cannot train in the time left). "
         f"The {config.agent} search ran at widths / {config.divisor} with the "
         f"{_LABEL[config.reward]} reward "
         f"({_search_sentence(search)}).{_cost_sentence(state.data.get('cost_cap'))}",

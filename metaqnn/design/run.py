@@ -30,6 +30,7 @@ from metaqnn.design.finals import (
     FinalResult,
     choose_epochs,
     epoch_seconds,
+    epochs_label,
     probe_error,
     skipped_final,
     train_final,
@@ -244,9 +245,10 @@ def _finals(state: DesignState, data, pool: list[Candidate], *, progress: bool) 
         state.data["final_epochs"] = epochs
         state.data["final_epoch_costs"] = dict(zip([c.name for c in todo], costs, strict=True))
         state.save()
-        print(f"final training: {len(todo)} models x {epochs} epochs of the {config.recipe!r} "
-              f"recipe, about {format_duration(epochs * sum(costs))}", flush=True)  # fmt: skip
-    train = final_train_config(config, state.data.get("final_epochs"))
+        print(f"final training: {len(todo)} models x {epochs_label(epochs)} epochs of the "
+              f"{config.recipe!r} recipe, about {format_duration(epochs * sum(costs))}",
+              flush=True)  # fmt: skip
+    train = final_train_config(config, state.data.get("final_epochs"), len(data.train))
     finals = state.run_dir / "finals"
     finals.mkdir(exist_ok=True)
     predicted = state.data.get("final_epoch_costs", {})
@@ -276,7 +278,8 @@ def _no_room(state: DesignState, c: Candidate, predicted: dict[str, float]) -> b
     left = 1.1 * state.config.budget_s - state.spent()
     if need <= left:
         return False
-    print(f"{c.name}: skipped; its {state.data['final_epochs']} epochs would take about "
+    print(f"{c.name}: skipped; its {epochs_label(state.data['final_epochs'])} epochs would "
+          f"take about "
           f"{format_duration(need)} (probed epoch cost x {factor:.1f}, as measured on the models "
           f"trained so far) and {format_duration(max(left, 0))} is left of the budget and its "
           "10 % margin", flush=True)  # fmt: skip

@@ -8,7 +8,13 @@ from envs.layers import Architecture
 from envs.space import get_space
 from metaqnn.core.nets import count_flops
 from metaqnn.design.budget import BudgetPlan, format_duration, parse_duration
-from metaqnn.design.finals import choose_epochs, full_width, rescale, widest_fitting
+from metaqnn.design.finals import (
+    choose_epochs,
+    epochs_label,
+    full_width,
+    rescale,
+    widest_fitting,
+)
 from metaqnn.design.presets import PRESETS, get_preset
 from metaqnn.errors import ConfigError
 
@@ -112,7 +118,48 @@ def test_widest_fitting_narrows_only_as_far_as_the_flops_cap_needs():
 def test_epochs_fit_the_time_left():
     assert choose_epochs(100, [1.0, 2.0], most=20) == 20
     assert choose_epochs(100, [10.0, 20.0], most=20) == 3  # 0.9 * 100 / 30
-    assert choose_epochs(10, [10.0, 20.0], most=20) == 0
+    # the budget binds: tenths of an epoch, rounded down, so no whole epoch's slack is idle
+    assert choose_epochs(110, [10.0, 20.0], most=20) == 3.3  # 0.9 * 110 / 30 = 3.3
+    assert choose_epochs(115, [10.0, 20.0], most=20) == 3.4  # 3.45
+    assert choose_epochs(10, [10.0, 20.0], most=20) < 1  # refused by the final phase
+    assert epochs_label(7) == epochs_label(7.0) == "7" and epochs_label(3.4) == "3.4"
+
+
+def test_a_fractional_epoch_count_becomes_a_step_budget():
+    from metaqnn.design.pipeline import DesignConfig, final_train_config
+
+    config = DesignConfig(dataset="mnist")
+    whole = final_train_config(config, 7, train_size=1000)
+    assert whole.epochs == 7 and whole.steps is None
+    part = final_train_config(config, 3.4, train_size=1000)  # 7 steps of 128 per pass
+    assert part.steps == 24 and part.epochs == 4 and part.schedule == whole.schedule
+    with pytest.raises(ValueError, match="train_size"):
+        final_train_config(config, 3.4)
+
+
+def test_a_partial_last_pass_counts_as_a_fraction_of_an_epoch(tmp_path):
+    import dataclasses
+    from types import SimpleNamespace
+
+    import torch
+
+    from metaqnn.core.data import Split
+    from metaqnn.core.nets import NetConfig
+    from metaqnn.core.recipes import recipe_config
+    from metaqnn.design.finals import Candidate, train_final
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(256, 1, 8, 8, generator=gen), torch.randint(0, 10, (256,), generator=gen)
+    train, small = Split(x, y), Split(x[:32], y[:32])
+    data = SimpleNamespace(name="digits", spec=SimpleNamespace(input_shape=(1, 8, 8)),
+                           train=train, val=small, test=small, mean=(0.0,), std=(1.0,))  # fmt: skip
+    config = dataclasses.replace(recipe_config("strong", epochs=2), steps=3)  # 2 steps a pass
+    arch = "[C(4,3,1), SM(10)]"
+    candidate = Candidate(name="hand: tiny", kind="baseline", architecture=arch,
+                          search_reward=None)  # fmt: skip
+    result = train_final(candidate, data, config, NetConfig(), "cpu", tmp_path / "m.pt",
+                         progress=False)  # fmt: skip
+    assert result.epochs == 1.5
 
 
 def test_every_preset_has_buildable_baselines():
@@ -282,7 +329,7 @@ def test_a_design_the_time_left_cannot_train_is_skipped_and_retried_on_resume(
                            100, train.epochs, seconds, str(out))  # fmt: skip
 
     monkeypatch.setattr(design_run, "train_final", fake_train)
-    data = SimpleNamespace(spec=SimpleNamespace(input_shape=(1, 8, 8)))
+    data = SimpleNamespace(spec=SimpleNamespace(input_shape=(1, 8, 8)), train=range(1200))
     results = design_run._finals(state, data, pool, progress=False)
     # spent: 500 + 20 + 400 = 920; design 2 needs 2 x 100 x 4 (the median error, 4 / 1 -> 4)
     assert trained == ["hand", "design 1"]
