@@ -195,6 +195,12 @@ class TrainResult:
 
 
 @torch.no_grad()
+def steps_per_epoch(train_size: int, batch_size: int) -> int:
+    """Optimizer steps in one pass over ``train_size`` examples (the last partial batch is
+    dropped; at least one)."""
+    return train_size // batch_size or 1
+
+
 def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1000) -> EvalResult:
     """Accuracy and mean cross-entropy of ``model`` on ``split``, in eval mode, without grads.
 
@@ -253,7 +259,7 @@ def _run_attempt(
     restart."""
     optimizer = make_optimizer(model.parameters(), lr, config)
     drop_last = len(train) > config.batch_size  # no tiny last batch (BatchNorm needs >1)
-    full_epoch = len(train) // config.batch_size or 1
+    full_epoch = steps_per_epoch(len(train), config.batch_size)
     warmup = warmup_steps(config, budget, full_epoch)
     device = next(model.parameters()).device
     out = _Attempt(model)
@@ -361,8 +367,8 @@ def train_model(
     root = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, float]] = []
     reasons: list[str] = []
-    steps_per_epoch = len(train) // config.batch_size or 1  # the last partial batch is dropped
-    budget = config.steps if config.steps is not None else config.epochs * steps_per_epoch
+    per_epoch = steps_per_epoch(len(train), config.batch_size)
+    budget = config.steps if config.steps is not None else config.epochs * per_epoch
     lr, total = config.lr, 0
     bar = tqdm(disable=not progress, unit="step", leave=False)
     with _fork_rng(device), bar:

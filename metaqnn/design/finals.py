@@ -16,7 +16,13 @@ from envs.layers import Architecture
 from metaqnn.core.checkpoint import save_checkpoint
 from metaqnn.core.data import Dataset
 from metaqnn.core.nets import NetConfig, build_model, count_parameters
-from metaqnn.core.training import TrainConfig, TrainResult, evaluate, train_architecture
+from metaqnn.core.training import (
+    TrainConfig,
+    TrainResult,
+    evaluate,
+    steps_per_epoch,
+    train_architecture,
+)
 from metaqnn.core.widths import full_width, rescale, widest_fitting
 
 #: Re-exported from :mod:`metaqnn.core.widths` (torch-free), where they live.
@@ -169,7 +175,7 @@ def _passes(result: TrainResult, config: TrainConfig, data: Dataset) -> float:
     steps (two decimals)."""
     if config.steps is None:
         return result.epochs_run
-    return round(result.steps_run / (len(data.train) // config.batch_size or 1), 2)
+    return round(result.steps_run / steps_per_epoch(len(data.train), config.batch_size), 2)
 
 
 def probe_error(done: list[dict], predicted: dict[str, float]) -> float:

@@ -31,7 +31,7 @@ from gtn.meta import checkpoint_file, load_meta_checkpoint
 from metaqnn.core.data import Dataset, load_dataset
 from metaqnn.core.nets import NetConfig, count_flops
 from metaqnn.core.recipes import RECIPES, recipe_config
-from metaqnn.core.training import TrainConfig
+from metaqnn.core.training import TrainConfig, steps_per_epoch
 from metaqnn.design.budget import (
     SHARES_GIVEN_TEACHER,
     SHARES_WITH_TEACHER,
@@ -252,7 +252,7 @@ def final_train_config(config: DesignConfig, epochs: float | None = None,
         return train
     if train_size is None:
         raise ValueError(f"epochs={want} is a fraction: give train_size to count its steps")
-    steps = max(1, round(want * (train_size // train.batch_size or 1)))
+    steps = max(1, round(want * steps_per_epoch(train_size, train.batch_size)))
     return dataclasses.replace(train, steps=steps)
 
 

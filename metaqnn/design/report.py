@@ -96,10 +96,13 @@ def _epochs_text(epochs: float | None) -> str:
     """``7 epochs``, or ``3.4 epochs (the last pass partial ...)`` when the budget binds."""
     if epochs is None:
         return "the recipe's epochs"
+    label = f"{epochs_label(epochs)} epochs"
     if epochs == int(epochs):
-        return f"{int(epochs)} epochs"
-    return (f"{epochs_label(epochs)} epochs (the last pass partial: the budget binds, and the "
-            "recipe's schedule spans the steps run)")  # fmt: skip
+        return label
+    return (
+        f"{label} (the last pass partial: the budget binds, and the recipe's schedule spans "
+        "the steps run)"
+    )
 
 
 def write_report(state: DesignState, results: list[FinalResult], winner: str) -> Path:

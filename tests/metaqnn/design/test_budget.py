@@ -121,7 +121,7 @@ def test_epochs_fit_the_time_left():
     # the budget binds: tenths of an epoch, rounded down, so no whole epoch's slack is idle
     assert choose_epochs(110, [10.0, 20.0], most=20) == 3.3  # 0.9 * 110 / 30 = 3.3
     assert choose_epochs(115, [10.0, 20.0], most=20) == 3.4  # 3.45
-    assert choose_epochs(10, [10.0, 20.0], most=20) < 1  # refused by the final phase
+    assert choose_epochs(10, [10.0, 20.0], most=20) == 0.3  # < 1: refused by the final phase
     assert epochs_label(7) == epochs_label(7.0) == "7" and epochs_label(3.4) == "3.4"
 
 
