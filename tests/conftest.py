@@ -20,6 +20,18 @@ def metaqnn_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield cache
 
 
+@pytest.fixture(scope="session", autouse=True)
+def metaqnn_data() -> Iterator[None]:
+    """Set ``METAQNN_DATA`` to ``../shared/data`` when it is unset and that folder exists, so
+    that commands run without ``--data-root`` (as a user runs them) find the real data under
+    plain ``make test`` as they do under ``.ci/run``, which exports it."""
+    default = REPO_ROOT.parent / "shared" / "data"
+    with pytest.MonkeyPatch.context() as patch:
+        if not os.environ.get("METAQNN_DATA") and default.is_dir():
+            patch.setenv("METAQNN_DATA", str(default))
+        yield
+
+
 @pytest.fixture(scope="session")
 def shared_data_root() -> Path:
     """The real (read-only) data root: ``$METAQNN_DATA``, else ``../shared/data`` next to the
