@@ -24,6 +24,7 @@ from envs.layers import (
     GlobalAvgPool,
     Pool,
 )
+from metaqnn.core.dropout import FastDropout
 from metaqnn.core.limits import ArchitectureCost, ArchitectureLimits, check_limits, layer_flops
 from metaqnn.core.shapes import LayerShape, trace_shapes
 from metaqnn.errors import ConfigError
@@ -300,7 +301,7 @@ def build_model(
     for index, (layer, shape) in enumerate(zip(arch.hidden, shapes[:-1], strict=True)):
         block = nn.Sequential(*blocks[type(layer)](layer, shape))
         if index in rates:
-            block.append(nn.Dropout(rates[index]))
+            block.append(FastDropout(rates[index]))
         (classifier if isinstance(layer, FullyConnected) else features).append(block)
     last = shapes[-1]
     output = nn.Linear(last.in_channels * last.in_size * last.in_size, arch.num_classes)
