@@ -21,6 +21,8 @@ def configure_design(p: argparse.ArgumentParser) -> None:
                    "(MetaQNN's 20-epoch recipe)")  # fmt: skip
     p.add_argument("--epochs", type=int, default=None,
                    help="most epochs of the final recipe (default: the recipe's)")  # fmt: skip
+    p.add_argument("--precision", default="fp32", help="final training: fp32, or bf16 "
+                   "autocast (faster on GPUs and on CPUs with AMX / AVX-512 BF16)")  # fmt: skip
     p.add_argument("--finalists", type=int, default=3,
                    help="best designs trained at full width")  # fmt: skip
     p.add_argument("--width-divisor", type=int, default=None,
@@ -88,7 +90,7 @@ def run_design(args: argparse.Namespace) -> int:
         score_size=args.score_size or None, shares=shares, agent=args.agent,
         reward=args.reward, real_epochs=args.real_epochs, baselines=not args.no_baselines,
         final_width_divisor=args.final_width_divisor, cost_multiple=args.cost_multiple,
-        cost_width_divisor=args.cost_width_divisor,
+        cost_width_divisor=args.cost_width_divisor, precision=args.precision,
     )  # fmt: skip
     design(config, progress=not args.no_progress)
     return 0

@@ -29,6 +29,7 @@ from metaqnn.core.data import Split, iterate_batches
 from metaqnn.core.divergence import divergence
 from metaqnn.core.nets import NetConfig, build_model, trace_shapes
 from metaqnn.core.optim import OPTIMIZERS, SCHEDULES, lr_at, make_optimizer, warmup_steps
+from metaqnn.core.precision import PRECISIONS, autocast
 from metaqnn.errors import ConfigError
 
 
@@ -73,6 +74,7 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "restart_lr_factor": (lambda v: _number(v) and v > 0, "a positive number"),
     "chance_tolerance": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "eval_batch_size": (_positive_int, "a positive integer"),
+    "precision": (_one_of(PRECISIONS), f"one of {', '.join(PRECISIONS)}"),
     "seed": (_count, "a non-negative integer"),
 }
 
@@ -125,6 +127,10 @@ class TrainConfig:
     ``1 / classes + chance_tolerance`` (or its loss is not finite)."""
     eval_batch_size: int = 1000
     """Batch size of evaluation (no gradients, so larger)."""
+    precision: str = "fp32"
+    """A key of :data:`metaqnn.core.precision.PRECISIONS`: ``"fp32"``, or ``"bf16"`` autocast of
+    the training forward pass and loss (weights and optimizer state stay fp32; evaluation is
+    fp32)."""
     seed: int = 0
     """Root seed of initialisation, dropout and shuffling."""
 
@@ -275,8 +281,9 @@ def _run_attempt(
             step_lr = lr_at(config, lr, out.steps, out.epochs, budget, warmup)  # host numbers
             for group in optimizer.param_groups:
                 group["lr"] = step_lr
-            logits = model(x)  # (B, classes)
-            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+            with autocast(device, config.precision):
+                logits = model(x)  # (B, classes)
+                loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -30,6 +30,7 @@ from envs.space import get_space
 from gtn.meta import checkpoint_file, load_meta_checkpoint
 from metaqnn.core.data import Dataset, load_dataset
 from metaqnn.core.nets import NetConfig, count_flops
+from metaqnn.core.precision import PRECISIONS
 from metaqnn.core.recipes import RECIPES, recipe_config
 from metaqnn.core.training import TrainConfig, steps_per_epoch
 from metaqnn.design.budget import (
@@ -109,6 +110,9 @@ class DesignConfig:
     cost_width_divisor: int | None = None
     """The width at which the cap is counted, as a divisor of the space's widths (None: the
     preset's); it is narrowed to one that divides the search's (:func:`cost_width`)."""
+    precision: str = "fp32"
+    """Precision of the final training (finalists, hand baselines and their epoch probes): a
+    key of :data:`metaqnn.core.precision.PRECISIONS` (``bf16``: autocast)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.shares, list):  # read back from JSON
@@ -116,6 +120,9 @@ class DesignConfig:
         get_preset(self.dataset)
         if self.recipe not in RECIPES:
             raise ConfigError(f"unknown recipe {self.recipe!r}; choose from {', '.join(RECIPES)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; choose from "
+                              f"{', '.join(PRECISIONS)}")  # fmt: skip
         if self.finalists < 1 or (self.epochs is not None and self.epochs < 1):
             raise ConfigError(f"--finalists {self.finalists} and --epochs {self.epochs} must be "
                               "at least 1")  # fmt: skip
@@ -248,6 +255,7 @@ def final_train_config(config: DesignConfig, epochs: float | None = None,
     want = epochs or config.epochs
     train = recipe_config(config.recipe, epochs=None if want is None else math.ceil(want),
                           seed=config.seed)  # fmt: skip
+    train = dataclasses.replace(train, precision=config.precision)
     if want is None or want == int(want):
         return train
     if train_size is None:

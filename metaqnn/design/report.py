@@ -145,7 +145,8 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
         "",
         table,
         "",
-        f"Every model trained with the same final recipe `{config.recipe}` for "
+        f"Every model trained with the same final recipe `{config.recipe}`"
+        f"{'' if config.precision == 'fp32' else f' ({config.precision} autocast)'} for "
         f"{_epochs_text(state.data.get('final_epochs'))}, at full width unless the width column "
         "says otherwise (a design is narrowed when full width cannot train in the time left). "
         f"The {config.agent} search ran at widths / {config.divisor} with the "
@@ -170,7 +171,8 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
         "budget_s": config.budget_s, "wall_s": state.spent(),
         "hand_baseline_test_error_pct": None if base is None else 100 * (1 - base.test_accuracy),
         "hand_baseline": None if base is None else base.architecture,
-        "recipe": config.recipe, "final_epochs": state.data.get("final_epochs"),
+        "recipe": config.recipe, "precision": config.precision,
+        "final_epochs": state.data.get("final_epochs"),
         "width_divisor": config.divisor, "agent": config.agent, "reward": config.reward,
         "cost_cap": state.data.get("cost_cap"),
         "seeds": [config.seed], "spent_s": state.data["spent"],

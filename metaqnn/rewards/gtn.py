@@ -14,16 +14,11 @@ from gtn.population import evaluate_population, stack_learners, unroll_populatio
 from gtn.teacher import GTNTeacher
 from metaqnn.core.data import Dataset, Split
 from metaqnn.core.nets import NetConfig, count_flops, count_parameters
+from metaqnn.core.precision import PRECISIONS, autocast
 from metaqnn.core.training import evaluate
 from metaqnn.errors import ConfigError
 from metaqnn.rewards.result import RewardResult
 from metaqnn.teacher.shapes import GTN_LEARNER, fixed_learner_factory
-
-#: Precision name -> autocast dtype of the learner's passes (None: plain fp32).
-PRECISIONS: dict[str, torch.dtype | None] = {
-    "fp32": None,
-    "bf16": torch.bfloat16,
-}
 
 
 class GTNReward:
@@ -109,8 +104,7 @@ class GTNReward:
         learners = [factory(self.seed + i) for i in range(self.seeds)]
         if self.channels_last:
             learners = [m.to(memory_format=torch.channels_last) for m in learners]
-        dtype = PRECISIONS[self.precision]
-        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=bool(dtype)):
+        with autocast(self.device, self.precision):
             accuracy, loss = self._teach_and_score(learners)
         ok = np.isfinite(loss)
         learner = learners[0]

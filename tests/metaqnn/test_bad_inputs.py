@@ -37,6 +37,7 @@ CASES = {
     "design --width-divisor 0": ([*DESIGN, "--width-divisor", "0"], "--width-divisor 0"),
     "design --budget 0": (["design", "--budget", "0"], "--budget '0'"),
     "design --seed -1": ([*DESIGN, "--seed", "-1"], "--seed -1"),
+    "design --precision fp8": ([*DESIGN, "--precision", "fp8"], "precision 'fp8'"),
     "design unknown teacher name": ([*DESIGN, "--gtn-checkpoint", "nosuchname"], "nosuchname"),
     "design --resume missing": (["design", "--resume", "{tmp}/missing"], "missing"),
     "gtn export missing run": (
@@ -75,6 +76,7 @@ CASES = {
     "train --lr nan": ([*TRAIN, "--lr", "nan"], "--lr nan"),
     "train --lr -0.1": ([*TRAIN, "--lr", "-0.1"], "--lr -0.1"),
     "train --epochs 0": ([*TRAIN, "--epochs", "0"], "--epochs 0"),
+    "train --precision fp8": ([*TRAIN, "--precision", "fp8"], "fp8"),
     "train --batch-size 0": ([*TRAIN, "--batch-size", "0"], "--batch-size 0"),
     "train --val-size -1": ([*TRAIN, "--val-size", "-1"], "--val-size -1"),
     "design --finalists 0": ([*DESIGN, "--finalists", "0"], "--finalists 0"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -160,6 +161,7 @@ def test_evaluate_zero_logits_and_restores_mode():
         ("lr_decay", 0.0), ("lr_decay", 1.5), ("lr_decay_epochs", 0), ("max_restarts", -1),
         ("restart_lr_factor", 0), ("chance_tolerance", 1.0), ("eval_batch_size", 0),
         ("seed", -1), ("epochs", True), ("max_restarts", False), ("seed", 0.0),
+        ("precision", "fp16"),
     ],
 )  # fmt: skip
 def test_bad_train_config_names_field_and_value(field, value):
@@ -189,3 +191,14 @@ def test_progress_bar_and_weight_norm_learner(capsys):
     )
     assert result.status == "ok" and result.steps_run == 8
     assert "attempt 0" in capsys.readouterr().err
+
+
+def test_bf16_autocast_trains_keeps_fp32_weights_and_is_seeded():
+    bf16 = dataclasses.replace(FAST, precision="bf16")
+    a = train_architecture(ARCH, TRAIN, VAL, bf16)
+    b = train_architecture(ARCH, TRAIN, VAL, bf16)
+    fp32 = train_architecture(ARCH, TRAIN, VAL, FAST)
+    assert a.status == "ok" and a.val_accuracy > 0.8  # chance is 0.25
+    assert all(p.dtype == torch.float32 for p in a.model.parameters())
+    assert a.val_accuracy == b.val_accuracy and a.history == b.history
+    assert a.history != fp32.history  # the passes really ran in bf16

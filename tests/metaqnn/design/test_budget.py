@@ -137,6 +137,15 @@ def test_a_fractional_epoch_count_becomes_a_step_budget():
         final_train_config(config, 3.4)
 
 
+def test_the_final_precision_reaches_every_final_training_config():
+    from metaqnn.design.pipeline import DesignConfig, final_train_config
+
+    assert final_train_config(DesignConfig(dataset="mnist")).precision == "fp32"
+    config = DesignConfig(dataset="mnist", precision="bf16")
+    assert final_train_config(config).precision == "bf16"
+    assert final_train_config(config, 3.4, train_size=1000).precision == "bf16"
+
+
 def test_a_partial_last_pass_counts_as_a_fraction_of_an_epoch(tmp_path):
     import dataclasses
     from types import SimpleNamespace
