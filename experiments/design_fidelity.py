@@ -30,7 +30,8 @@ from them.
     python -m experiments design_fidelity --quick
 
 Every unit (one truth run, one proxy score) is memoised: a killed run restarts where it
-stopped.
+stopped. The truths are measured in the order the architectures were drawn from the strata, so
+an unfinished run's are spread over them; ``--set interim=true`` reports on those so far.
 """
 
 from __future__ import annotations
@@ -38,16 +39,14 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from envs.cnn_design import CNNDesignEnv, zero_reward
-from envs.layers import Architecture, Softmax
+from envs.layers import Architecture
 from envs.space import get_space
 from experiments.common.architectures import families
 from experiments.common.checks import at_least, known_choices
@@ -63,14 +62,14 @@ from experiments.common.design_fidelity_report import (
     zero_training_proxies,
 )
 from experiments.common.proxies import clock, epoch_label
-from experiments.harness import Context, Outcome, main
+from experiments.common.selection import select_architectures
+from experiments.harness import REPORT_ONLY, Context, Outcome, main
 from gtn.meta import load_meta_checkpoint
 from metaqnn.core.data import Dataset, Split
 from metaqnn.core.nets import NetConfig, build_model, count_parameters
 from metaqnn.core.recipes import RECIPES, recipe_config
 from metaqnn.core.training import TrainConfig, evaluate, train_architecture
 from metaqnn.core.widths import forward_flops, rescale
-from metaqnn.design.cost import CostCap
 from metaqnn.design.pipeline import FINAL_NET, DesignConfig, load_data
 from metaqnn.design.presets import PRESETS
 from metaqnn.errors import ConfigError
@@ -130,6 +129,9 @@ class Config:
     """The k of the top-k overlaps."""
     resamples: int = 1000
     """Bootstrap resamples of every interval."""
+    interim: bool = field(default=False, metadata=REPORT_ONLY)
+    """Report on the architectures whose truth is already measured, training no more (an
+    interim report of an unfinished run; the same scratch folder and memo)."""
 
     def __post_init__(self) -> None:
         known_choices("dataset", [self.dataset], PRESETS)
@@ -158,86 +160,6 @@ class Config:
                               f"{self.architectures}")  # fmt: skip
         if not self.teacher:
             raise ConfigError("teacher='' must name a teacher (a shipped name or a run folder)")
-
-
-# ------------------------------------------------------------------ architectures
-@dataclass(frozen=True)
-class Selection:
-    """The chosen architectures and how they spread."""
-
-    archs: list[Architecture]
-    """At the search width."""
-    depths: list[int]
-    """Layers before the classifier."""
-    final_flops: list[int]
-    """Forward FLOPs per image at the final width."""
-    strata: list[tuple[int, int]]
-    """(depth bin, FLOPs bin) of each."""
-    pool: int
-    """Distinct architectures the strata were cut from."""
-
-
-def quantile_bins(values: Sequence[float], bins: int) -> list[int]:
-    """Each value's quantile bin, ``0 .. bins - 1``, by the midpoint of its rank among
-    ``values``: equal values share a bin."""
-    v = np.asarray(values, dtype=float)
-    ordered = np.sort(v)
-    below = np.searchsorted(ordered, v, side="left")
-    equal = np.searchsorted(ordered, v, side="right") - below
-    mid = (below + equal / 2) / len(v)
-    return np.minimum(bins - 1, np.floor(mid * bins)).astype(int).tolist()
-
-
-def select_architectures(config: Config, cap: CostCap | None) -> Selection:
-    """``config.architectures`` distinct architectures of the dataset's space at the search
-    width, within ``cap`` (None: no cap), spread over depth and FLOPs.
-
-    A pool of ``pool_size`` distinct architectures is drawn by the cost-masked sampler (the
-    search's random walk: uniform among the allowed layers) and cut into depth x FLOPs
-    quantile strata; rounds visit the non-empty strata in a seeded order, each taking one of
-    its architectures at random, until enough are chosen. Deterministic given ``arch_seed``.
-
-    Raises:
-        ConfigError: If the space holds fewer distinct architectures than wanted.
-    """
-    full = get_space(config.dataset)
-    env: Any = CNNDesignEnv(full.scale_widths(config.width_divisor), reward_fn=zero_reward)
-    if cap is not None:
-        from metaqnn.search.cost import CostMask
-
-        env = CostMask(env, cap.max_flops, space=full, search_divisor=config.width_divisor,
-                       cost_divisor=cap.width_divisor)  # fmt: skip
-    from metaqnn.search.cost import sample
-
-    rng = np.random.default_rng(config.arch_seed)
-    pool: dict[str, Architecture] = {}
-    for _ in range(20 * config.pool_size):
-        arch = sample(env, rng)
-        pool.setdefault(str(arch), arch)
-        if len(pool) == config.pool_size:
-            break
-    archs = list(pool.values())
-    if len(archs) < config.architectures:
-        raise ConfigError(f"architectures={config.architectures}: the {config.dataset} space "
-                          f"gave only {len(archs)} distinct ones within the cap")  # fmt: skip
-    shape = {"in_channels": full.input_channels, "input_size": full.input_size}
-    depths = [sum(not isinstance(ly, Softmax) for ly in a.layers) for a in archs]
-    wide = [rescale(a, full, config.width_divisor, config.final_width_divisor) for a in archs]
-    flops = [forward_flops(a.layers, **shape) for a in wide]
-    keys = list(zip(quantile_bins(depths, config.depth_strata),
-                    quantile_bins(flops, config.flops_strata), strict=True))  # fmt: skip
-    members: dict[tuple[int, int], list[int]] = {}
-    for i in rng.permutation(len(archs)).tolist():
-        members.setdefault(keys[i], []).append(i)
-    order = sorted(members)
-    picked: list[int] = []
-    while len(picked) < config.architectures:
-        for j in rng.permutation(len(order)).tolist():
-            if members[order[j]] and len(picked) < config.architectures:
-                picked.append(members[order[j]].pop())
-    picked.sort(key=lambda i: (depths[i], flops[i], str(archs[i])))
-    return Selection([archs[i] for i in picked], [depths[i] for i in picked],
-                     [flops[i] for i in picked], [keys[i] for i in picked], len(archs))  # fmt: skip
 
 
 # ------------------------------------------------------------------ units
@@ -318,6 +240,11 @@ def _units(ctx: Context, prefix: str, archs: Sequence[Architecture],
     return [ctx.memo(f"{prefix}:{i}:{a}", lambda a=a: compute(a)) for i, a in enumerate(bar)]
 
 
+def measured(ctx: Context, prefix: str, archs: Sequence[Architecture]) -> list[int]:
+    """Indices of ``archs`` whose ``prefix`` unit is already memoised."""
+    return [i for i, a in enumerate(archs) if ctx.has_memo(f"{prefix}:{i}:{a}")]
+
+
 # ------------------------------------------------------------------ the experiment
 def run(config: Config, ctx: Context) -> Outcome:
     """Choose the architectures, measure the truth and every proxy, correlate, report."""
@@ -362,7 +289,26 @@ def run(config: Config, ctx: Context) -> Outcome:
     recipe = TrainConfig(steps=steps, seed=config.seed, max_restarts=0)  # MetaQNN's, shorter
     short = cache(lambda: RealDataReward(short_data, recipe, NetConfig(), device=ctx.device))
     matched_rows = _units(ctx, f"real{steps}", search, lambda a: scored(short(), a))
-    truth_rows = _units(ctx, "truth", final, lambda a: truth_run(a, data, config, ctx.device))
+
+    def truth_of(i: int) -> dict[str, Any]:
+        return ctx.memo(f"truth:{i}:{final[i]}", lambda: truth_run(final[i], data, config,
+                                                                   ctx.device))  # fmt: skip
+
+    if config.interim:  # the measured subset, every proxy cut to it
+        keep = measured(ctx, "truth", final)
+        if len(keep) < 3:
+            raise ConfigError(f"interim=true: {len(keep)} of {len(final)} truths are measured "
+                              "so far; an interim report needs at least 3")  # fmt: skip
+        truth_rows = [truth_of(i) for i in keep]
+        cut = lambda rows: [rows[i] for i in keep]  # noqa: E731
+        archs, final, zero, real, matched_rows = map(cut, (archs, final, zero, real, matched_rows))
+        gtn = {d: cut(rows) for d, rows in gtn.items()}
+        sel = dataclasses.replace(sel, archs=archs, depths=cut(sel.depths), strata=cut(
+            sel.strata), final_flops=cut(sel.final_flops))  # fmt: skip
+    else:  # measured in the draw order: an unfinished run's truths spread over the strata
+        bar = tqdm(sel.order, desc="truth", disable=not ctx.progress)
+        done = {i: truth_of(i) for i in bar}
+        truth_rows = [done[i] for i in range(len(final))]
 
     # ------------------------------------------------------------------ statistics, report
     proxy = ProxyScores.from_rows
@@ -378,8 +324,12 @@ def run(config: Config, ctx: Context) -> Outcome:
                          f"{config.score_size} val images", config.width_divisor))  # fmt: skip
     proxies += zero_training_proxies(zero)
     truth = [t[config.reference] for t in truth_rows]
-    stats = correlate(proxies, truth, ks=config.top_k, resamples=config.resamples)
+    top_k = [k for k in config.top_k if k < len(truth)]  # an interim report may have few
+    stats = correlate(proxies, truth, ks=top_k, resamples=config.resamples)
     advice = recommend(proxies, stats, config.dataset)
+    if config.interim:
+        advice["line"] = (f"Interim, {len(truth)} of {config.architectures} architectures: "
+                          + advice["line"])  # fmt: skip
     truth_name = (
         f"truth: {config.reference} accuracy, {config.recipe} recipe, "
         f"{config.final_epochs} epochs, widths / {config.final_width_divisor}"
@@ -400,6 +350,16 @@ def run(config: Config, ctx: Context) -> Outcome:
              **{f"{p.name} cpu_s": p.cpu_s[i] for p in proxies}}
             for i, a in enumerate(archs)]  # fmt: skip
     lines = [
+        *(
+            [
+                f"**Interim report**: the truth of {len(archs)} of the {config.architectures} "
+                "architectures (the first ones drawn, spread over the strata); the run is not "
+                "finished.",
+                "",
+            ]
+            if config.interim
+            else []
+        ),
         f"{len(archs)} architectures of the `{config.dataset}` space at widths / "
         f"{config.width_divisor} (the search width), {cap_text}, chosen from {sel.pool} distinct "
         f"draws of the cost-masked sampler (seed {config.arch_seed}) across "
@@ -416,7 +376,7 @@ def run(config: Config, ctx: Context) -> Outcome:
         f"architecture (GTN: teaching and scoring; the teacher's synthetic batches are made "
         f"once); intervals: {config.resamples} bootstrap resamples, seed 0.",
         "",
-        proxy_table(proxies, stats, config.top_k, advice["floor"]),
+        proxy_table(proxies, stats, top_k, advice["floor"]),
         "",
         f"**{advice['line']}**",
         "",
@@ -429,7 +389,7 @@ def run(config: Config, ctx: Context) -> Outcome:
         architecture_table(rows, proxies, config.reference),
     ]
     summary = {
-        "architectures": len(archs), "reference": config.reference,
+        "architectures": len(archs), "interim": config.interim, "reference": config.reference,
         "cost_cap": cap.to_dict() if cap else None, "matched_steps": steps,
         "proxies": proxy_rows(proxies, stats, advice["floor"]), "recommendation": advice,
         "truth": {"median": statistics.median(truth), "failed": failed,

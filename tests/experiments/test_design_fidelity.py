@@ -14,12 +14,8 @@ import pytest
 from envs.space import get_space
 from experiments.__main__ import run_named
 from experiments.common.design_fidelity_report import ProxyScores, correlate, recommend
-from experiments.design_fidelity import (
-    Config,
-    check_teacher,
-    quantile_bins,
-    select_architectures,
-)
+from experiments.common.selection import quantile_bins, select_architectures
+from experiments.design_fidelity import Config, check_teacher
 from experiments.harness import CONFIG_DIR, load_config
 from metaqnn.core.data import load_dataset
 from metaqnn.design.cost import design_flops
@@ -85,14 +81,18 @@ def test_selection_is_spread_within_the_design_cap_and_deterministic():
     counts = [sel.strata.count(key) for key in set(sel.strata)]
     assert max(counts) - min(counts) <= 1
     assert max(sel.depths) - min(sel.depths) >= 6
+    # the draw order (the truth's) is a permutation whose first 16 cover 16 strata
+    assert sorted(sel.order) == list(range(16))
+    first = [sel.strata[i] for i in sel.order[: len(set(sel.strata))]]
+    assert len(set(first)) == len(first)
     again = select_architectures(config, cap)
-    assert [str(a) for a in again.archs] == [str(a) for a in archs]
+    assert [str(a) for a in again.archs] == [str(a) for a in archs] and again.order == sel.order
     other = select_architectures(dataclasses.replace(config, arch_seed=7), cap)
     assert [str(a) for a in other.archs] != [str(a) for a in archs]
 
 
 def test_selection_says_when_the_space_is_too_small(monkeypatch):
-    import experiments.design_fidelity as module
+    import experiments.common.selection as module
 
     monkeypatch.setattr(module, "get_space", lambda name: get_space(name, max_depth=1))
     config = dataclasses.replace(Config(), dataset="digits", width_divisor=4,
@@ -161,5 +161,22 @@ def test_quick_run_reports_every_proxy_with_finite_correlations(tmp_path):
         assert p["mean_cpu_s"] >= 0 and p["top_k"]
     assert summary["recommendation"]["line"] and len(record["rows"]) == 6
     assert len(list((tmp_path / "out").glob("scatter_*.png"))) == 6
-    memo = json.loads(next((tmp_path / "work").glob("*/memo.json")).read_text())
+    memo_path = next((tmp_path / "work").glob("*/memo.json"))
+    memo = json.loads(memo_path.read_text())
     assert sum(k.startswith("truth:") for k in memo) == 6  # every unit memoised: a rerun resumes
+    # an interim report on 3 measured truths trains nothing and reuses the same memo
+    dropped = [k for k in memo if k.startswith("truth:")][:3]
+    memo_path.write_text(json.dumps({k: v for k, v in memo.items() if k not in dropped}))
+    interim = [*argv, "--set", "interim=true", "--out", str(tmp_path / "interim")]
+    assert run_named("design_fidelity", interim) == 0
+    record = json.loads((tmp_path / "interim" / "results.json").read_text())
+    assert record["summary"]["interim"] and len(record["rows"]) == 3
+    assert record["summary"]["recommendation"]["line"].startswith("Interim, 3 of 6")
+    assert {r["final_architecture"] for r in record["rows"]} == {k.split(":", 2)[2] for k in memo
+                                                                  if k.startswith("truth:")
+                                                                  and k not in dropped}  # fmt: skip
+    assert len(json.loads(memo_path.read_text())) == len(memo) - 3  # nothing trained
+    left = [k for k in memo if k.startswith("truth:") and k not in dropped]
+    memo_path.write_text(json.dumps({k: v for k, v in memo.items()
+                                     if k not in dropped and k != left[0]}))  # fmt: skip
+    assert run_named("design_fidelity", interim) == 2  # 2 truths: too few, one line

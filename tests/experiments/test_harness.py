@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from experiments.harness import Context, Outcome, config_digest, load_config, main, teacher_run
+from experiments.harness import (
+    REPORT_ONLY,
+    Context,
+    Outcome,
+    config_digest,
+    load_config,
+    main,
+    teacher_run,
+)
 from gtn.meta import checkpoint_file, load_meta_checkpoint
 from metaqnn.errors import ConfigError
 from metaqnn.teacher.run import TeacherRun
@@ -76,6 +84,15 @@ def test_memo_survives_a_restart(tmp_path):
 
 def test_digest_changes_with_config():
     assert config_digest(Config()) != config_digest(Config(seeds=4))
+
+
+def test_a_report_only_field_leaves_the_digest_and_so_the_memo_alone():
+    @dataclass(frozen=True)
+    class Reported(Config):
+        interim: bool = field(default=False, metadata=REPORT_ONLY)
+
+    assert config_digest(Reported()) == config_digest(Reported(interim=True))
+    assert config_digest(Reported()) != config_digest(Reported(seeds=4))
 
 
 def test_main_writes_results_and_reports_bad_config(tmp_path, capsys):
