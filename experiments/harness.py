@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import importlib
 import json
 import shlex
@@ -39,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from experiments.common.digest import REPORT_ONLY as REPORT_ONLY
+from experiments.common.digest import config_digest as config_digest
 from metaqnn.errors import ConfigError, MetaQNNError
 
 if TYPE_CHECKING:
@@ -190,23 +191,6 @@ def load_config(
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
-
-
-#: ``dataclasses.field(metadata=REPORT_ONLY)`` marks a config field that changes only what is
-#: reported from the units, never a unit: :func:`config_digest` leaves it out, so setting it
-#: reuses the same scratch folder and memo.
-REPORT_ONLY = types.MappingProxyType({"digest": False})
-
-
-def config_digest(config: Any) -> str:
-    """A short hash of a config's values (names resumable caches), without its
-    :data:`REPORT_ONLY` fields."""
-    values = dataclasses.asdict(config)
-    for f in dataclasses.fields(config):
-        if not f.metadata.get("digest", True):
-            values.pop(f.name)
-    text = json.dumps(values, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 # ------------------------------------------------------------------ the run context

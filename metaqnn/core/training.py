@@ -128,9 +128,7 @@ class TrainConfig:
     eval_batch_size: int = 1000
     """Batch size of evaluation (no gradients, so larger)."""
     precision: str = "fp32"
-    """A key of :data:`metaqnn.core.precision.PRECISIONS`: ``"fp32"``, or ``"bf16"`` autocast of
-    the training forward pass and loss (weights and optimizer state stay fp32; evaluation is
-    fp32)."""
+    """``"fp32"``, or ``"bf16"`` autocast of the training passes (metaqnn.core.precision)."""
     seed: int = 0
     """Root seed of initialisation, dropout and shuffling."""
 
