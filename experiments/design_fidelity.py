@@ -303,8 +303,9 @@ def run(config: Config, ctx: Context) -> Outcome:
         cut = lambda rows: [rows[i] for i in keep]  # noqa: E731
         archs, final, zero, real, matched_rows = map(cut, (archs, final, zero, real, matched_rows))
         gtn = {d: cut(rows) for d, rows in gtn.items()}
-        sel = dataclasses.replace(sel, archs=archs, depths=cut(sel.depths), strata=cut(
-            sel.strata), final_flops=cut(sel.final_flops))  # fmt: skip
+        sel = dataclasses.replace(sel, archs=archs, depths=cut(sel.depths),
+                                  strata=cut(sel.strata), final_flops=cut(sel.final_flops),
+                                  order=list(range(len(keep))))  # fmt: skip
     else:  # measured in the draw order: an unfinished run's truths spread over the strata
         bar = tqdm(sel.order, desc="truth", disable=not ctx.progress)
         done = {i: truth_of(i) for i in bar}
@@ -324,7 +325,7 @@ def run(config: Config, ctx: Context) -> Outcome:
                          f"{config.score_size} val images", config.width_divisor))  # fmt: skip
     proxies += zero_training_proxies(zero)
     truth = [t[config.reference] for t in truth_rows]
-    top_k = [k for k in config.top_k if k < len(truth)]  # an interim report may have few
+    top_k = [k for k in config.top_k if k < len(truth) or not config.interim]  # few so far
     stats = correlate(proxies, truth, ks=top_k, resamples=config.resamples)
     advice = recommend(proxies, stats, config.dataset)
     if config.interim:
@@ -350,16 +351,6 @@ def run(config: Config, ctx: Context) -> Outcome:
              **{f"{p.name} cpu_s": p.cpu_s[i] for p in proxies}}
             for i, a in enumerate(archs)]  # fmt: skip
     lines = [
-        *(
-            [
-                f"**Interim report**: the truth of {len(archs)} of the {config.architectures} "
-                "architectures (the first ones drawn, spread over the strata); the run is not "
-                "finished.",
-                "",
-            ]
-            if config.interim
-            else []
-        ),
         f"{len(archs)} architectures of the `{config.dataset}` space at widths / "
         f"{config.width_divisor} (the search width), {cap_text}, chosen from {sel.pool} distinct "
         f"draws of the cost-masked sampler (seed {config.arch_seed}) across "
@@ -388,6 +379,10 @@ def run(config: Config, ctx: Context) -> Outcome:
         "",
         architecture_table(rows, proxies, config.reference),
     ]
+    if config.interim:
+        lines[:0] = [f"**Interim report**: the truth of {len(archs)} of the "
+                     f"{config.architectures} architectures (the first ones drawn, spread over "
+                     "the strata); the run is not finished.", ""]  # fmt: skip
     summary = {
         "architectures": len(archs), "interim": config.interim, "reference": config.reference,
         "cost_cap": cap.to_dict() if cap else None, "matched_steps": steps,
