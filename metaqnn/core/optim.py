@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from metaqnn.core.training import TrainConfig
+    from metaqnn.core.train_config import TrainConfig
 
 Params = Iterable[torch.nn.Parameter]
 OptimizerFactory = Callable[[Params, float, "TrainConfig"], torch.optim.Optimizer]
