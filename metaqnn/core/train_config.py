@@ -53,6 +53,7 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "label_smoothing": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "max_restarts": (_count, "a non-negative integer"),
     "restart_lr_factor": (lambda v: _number(v) and v > 0, "a positive number"),
+    "late_restarts": (lambda v: isinstance(v, bool), "True or False"),
     "chance_tolerance": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "eval_batch_size": (_positive_int, "a positive integer"),
     "precision": (_one_of(PRECISIONS), f"one of {', '.join(PRECISIONS)}"),
@@ -100,9 +101,12 @@ class TrainConfig:
     label_smoothing: float = 0.0
     """Label smoothing of the training loss (validation losses are plain cross-entropy)."""
     max_restarts: int = 5
-    """Restarts allowed for a model at chance after its first epoch."""
+    """Restarts allowed for a model at chance (or diverged) after its first epoch."""
     restart_lr_factor: float = 0.4
     """Factor applied to the initial learning rate at each restart."""
+    late_restarts: bool = False
+    """Also restart, while restarts remain, when the loss diverges after the first epoch (the
+    peak of a warmup schedule, say); MetaQNN's recipe ends such a run as diverged."""
     chance_tolerance: float = 0.02
     """A model is at chance when its validation accuracy after the first epoch is below
     ``1 / classes + chance_tolerance`` (or its loss is not finite)."""

@@ -200,7 +200,7 @@ def _run_attempt(
                 f"validation accuracy {out.val.accuracy:.4f} is at chance (< {chance:.4f}) "
                 f"after the first epoch at lr {epoch_lr:.3g}"
             )
-        if out.epochs == 1 and may_restart and out.diverged:
+        if may_restart and out.diverged and (out.epochs == 1 or config.late_restarts):
             out.restart = out.diverged
         if out.diverged or (out.restart and may_restart):
             break
@@ -234,7 +234,8 @@ def train_model(
     (or its loss is not finite or exploded), training restarts from a fresh model with the
     initial learning rate multiplied by ``restart_lr_factor``, up to ``max_restarts`` times;
     the last attempt trains to the end of its budget. A loss that becomes non-finite or
-    explodes later (:mod:`metaqnn.core.divergence`) ends training with ``status="diverged"``.
+    explodes later (:mod:`metaqnn.core.divergence`) ends training with ``status="diverged"``,
+    or, with ``late_restarts``, restarts it the same way while restarts remain.
     The loss is checked once per epoch, not per step. A step budget that ends within the
     first epoch skips the chance check.
 

@@ -100,6 +100,23 @@ def test_divergence_after_the_first_epoch_ends_training():
     assert result.epochs_run == 2 and "epoch 2" in result.reason
 
 
+def test_late_restarts_restart_a_divergence_after_the_first_epoch():
+    calls = []
+
+    def factory() -> nn.Module:  # the first model diverges in epoch 2, the next one trains
+        calls.append(1)
+        return _NanAfter(steps=10 if len(calls) == 1 else 10**6)
+
+    config = dataclasses.replace(FAST, late_restarts=True, max_restarts=1)
+    result = train_model(factory, TRAIN, VAL, config)
+    assert (result.status, result.restarts, len(calls)) == ("ok", 1, 2)
+    assert "epoch 2" in result.restart_reasons[0] and result.epochs_run == 3
+    assert result.total_steps == 2 * 8 + 3 * 8
+    assert result.history[-1]["lr"] == pytest.approx(FAST.lr * 0.4)
+    spent = dataclasses.replace(config, max_restarts=0)  # no restart left: diverged as before
+    assert train_model(lambda: _NanAfter(steps=10), TRAIN, VAL, spent).status == "diverged"
+
+
 def test_model_at_chance_restarts_with_lower_learning_rate():
     config = TrainConfig(epochs=2, batch_size=32, lr=1e-2, max_restarts=3)
     result = train_model(lambda: _Constant(0.0), TRAIN, VAL, config)
