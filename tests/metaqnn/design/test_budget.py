@@ -204,7 +204,8 @@ def test_a_finalist_that_costs_too_much_gives_its_place_and_the_pool_is_kept(tmp
     import metaqnn.design.run as design_run
     from metaqnn.design.pipeline import DesignConfig, DesignState
 
-    config = DesignConfig(dataset="digits", budget_s=1000.0, finalists=2, logdir=str(tmp_path))
+    config = DesignConfig(dataset="digits", budget_s=1000.0, finalists=2, logdir=str(tmp_path),
+                          width_divisor=1)  # the ranked designs are at full width  # fmt: skip
     state = DesignState.create(tmp_path, config)
     state.data["baseline_epoch_costs"] = {n: 1.0 for n in config.preset.baselines}
     data = SimpleNamespace(spec=SimpleNamespace(input_shape=(1, 8, 8)))
