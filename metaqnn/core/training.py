@@ -87,13 +87,13 @@ class TrainResult:
         return self.model.state_dict()
 
 
-@torch.no_grad()
 def steps_per_epoch(train_size: int, batch_size: int) -> int:
     """Optimizer steps in one pass over ``train_size`` examples (the last partial batch is
     dropped; at least one)."""
     return train_size // batch_size or 1
 
 
+@torch.no_grad()
 def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1000) -> EvalResult:
     """Accuracy and mean cross-entropy of ``model`` on ``split``, in eval mode, without grads.
 
