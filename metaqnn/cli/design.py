@@ -23,16 +23,22 @@ def configure_design(p: argparse.ArgumentParser) -> None:
                    help="most epochs of the final recipe (default: the recipe's)")  # fmt: skip
     p.add_argument("--precision", default="fp32", help="final training: fp32, or bf16 "
                    "autocast (faster on GPUs and on CPUs with AMX / AVX-512 BF16)")  # fmt: skip
-    p.add_argument("--finalists", type=int, default=3,
-                   help="best designs trained at full width")  # fmt: skip
+    p.add_argument("--finalists", type=int, default=None,
+                   help="best designs trained at full width (default: the dataset's: 3, "
+                   "4 for digits)")  # fmt: skip
+    p.add_argument("--folds", type=int, default=None,
+                   help="pick the winner by k-fold cross-validation over training and "
+                   "validation images, then refit each model on all of them (0: by the "
+                   "validation split; default: the dataset's: 5 for digits, else 0)")  # fmt: skip
     p.add_argument("--width-divisor", type=int, default=None,
                    help="search width: divide filters and FC widths by this (default: the "
-                   "dataset's: 16 for MNIST, 1 for digits)")  # fmt: skip
+                   "dataset's: 16 for MNIST, 2 for digits)")  # fmt: skip
     p.add_argument("--score-size", type=int, default=1000,
                    help="validation images per GTN reward (0: all)")  # fmt: skip
     p.add_argument("--shares", default=None, metavar="T,S,F",
                    help="budget shares of teacher, search and final training (default: "
-                   "0.25,0.35,0.4; 0,0.45,0.55 with --gtn-checkpoint)")  # fmt: skip
+                   "0.25,0.35,0.4, 0.2,0.3,0.5 on digits; 0,0.45,0.55 with "
+                   "--gtn-checkpoint)")  # fmt: skip
     p.add_argument("--agent", default="qlearning", help="search agent: qlearning (MetaQNN's "
                    "schedule sized to the search share) or random (random search)")  # fmt: skip
     p.add_argument("--reward", default="gtn", help="search reward: gtn or real "
@@ -86,7 +92,7 @@ def run_design(args: argparse.Namespace) -> int:
         dataset=args.dataset, budget_s=budget, logdir=logdir, data_root=args.data_root,
         download=args.download, device=args.device, seed=args.seed,
         gtn_checkpoint=args.gtn_checkpoint, recipe=args.recipe, epochs=args.epochs,
-        finalists=args.finalists, width_divisor=args.width_divisor,
+        finalists=args.finalists, folds=args.folds, width_divisor=args.width_divisor,
         score_size=args.score_size or None, shares=shares, agent=args.agent,
         reward=args.reward, real_epochs=args.real_epochs, baselines=not args.no_baselines,
         final_width_divisor=args.final_width_divisor, cost_multiple=args.cost_multiple,

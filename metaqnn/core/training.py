@@ -122,6 +122,23 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1000) -> EvalR
     return EvalResult(accuracy=correct.item() / n, loss=loss_sum.item() / n)
 
 
+@torch.no_grad()
+def misclassified(model: nn.Module, split: Split, *, batch_size: int = 1000) -> list[int]:
+    """Indices of the examples of ``split`` that ``model`` (in eval mode) gets wrong, in
+    order. One host sync at the end."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    wrong = []
+    for x, y in iterate_batches(split, batch_size):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        wrong.append(model(x).argmax(dim=1) != y)  # (B,) bool
+    model.train(was_training)
+    if not wrong:
+        return []
+    return torch.cat(wrong).nonzero().flatten().tolist()
+
+
 @dataclass
 class _Attempt:
     """What one attempt ended with; ``restart`` holds a reason when it should restart."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +21,12 @@ from metaqnn.core.training import (
     TrainConfig,
     TrainResult,
     evaluate,
+    misclassified,
     steps_per_epoch,
     train_architecture,
 )
 from metaqnn.core.widths import full_width, rescale, widest_fitting
+from metaqnn.design.selection import measure, selects_by_folds
 
 #: Re-exported from :mod:`metaqnn.core.widths` (torch-free), where they live.
 __all__ = ["EPOCH_GRAIN", "Candidate", "FinalResult", "choose_epochs", "epoch_seconds",
@@ -129,6 +132,12 @@ class FinalResult:
     wall_s: float
     checkpoint: str
     width_divisor: int = 1
+    test_wrong: tuple[int, ...] = ()
+    """Indices of the test images the model gets wrong (for paired comparisons)."""
+    folds: int = 0
+    """0: ``val_accuracy`` is on the validation split and the model trained on the training
+    split; k: it is the k-fold cross-validated accuracy, and the model was refitted on the
+    training and validation images (:mod:`.selection`)."""
 
 
 def train_final(
@@ -140,19 +149,30 @@ def train_final(
     out: Path,
     *,
     progress: bool,
+    folds: int = 0,
+    config_for: Callable[[int], TrainConfig] | None = None,
 ) -> FinalResult:
-    """Train ``candidate`` with ``config``, measure validation and test accuracy, save its
-    checkpoint at ``out``."""
+    """Train ``candidate`` with ``config``, measure it for selection (validation accuracy, or
+    with ``folds`` of 2 or more the cross-validated accuracy of :mod:`.selection`), test it,
+    save its checkpoint at ``out``.
+
+    ``config_for(n)``: the recipe for ``n`` training images, where it depends on them (a
+    budget of steps); default ``config`` for any number.
+    """
     arch = Architecture.parse(candidate.architecture)
     start = time.perf_counter()
-    result = train_architecture(arch, data.train, data.val, config, net_config=net,
-                                device=device, progress=progress)  # fmt: skip
+    measured = measure(arch, data, config_for or (lambda n: config), net, device, folds=folds,
+                       progress=progress)  # fmt: skip
+    result = measured.result
     test = evaluate(result.model, data.test, batch_size=config.eval_batch_size)
+    wrong = misclassified(result.model, data.test, batch_size=config.eval_batch_size)
     wall_s = time.perf_counter() - start
     metrics = {
-        "val_accuracy": result.val_accuracy, "test_accuracy": test.accuracy, "wall_s": wall_s,
-        "test_loss": test.loss, "history": [dict(h) for h in result.history],
+        "val_accuracy": measured.selection_accuracy, "test_accuracy": test.accuracy,
+        "wall_s": wall_s, "test_loss": test.loss, "history": [dict(h) for h in result.history],
         "normalization": {"mean": list(data.mean), "std": list(data.std)},
+        "folds": folds if selects_by_folds(folds) else 0,
+        "fold_accuracies": list(measured.fold_accuracies),
     }  # fmt: skip
     save_checkpoint(
         out, architecture=arch, net_config=net, train_config=config, dataset=data.name,
@@ -162,20 +182,22 @@ def train_final(
     return FinalResult(
         name=candidate.name, kind=candidate.kind, architecture=candidate.architecture,
         search_reward=candidate.search_reward, status=result.status,
-        val_accuracy=result.val_accuracy if ok else math.nan,
+        val_accuracy=measured.selection_accuracy if ok else math.nan,
         test_accuracy=test.accuracy if ok else math.nan,
-        parameters=count_parameters(result.model), epochs=_passes(result, config, data),
+        parameters=count_parameters(result.model),
+        epochs=_passes(result, config, measured.train_size),
         wall_s=wall_s, checkpoint=str(out),
-        width_divisor=candidate.width_divisor,
+        width_divisor=candidate.width_divisor, test_wrong=tuple(wrong) if ok else (),
+        folds=folds if selects_by_folds(folds) else 0,
     )  # fmt: skip
 
 
-def _passes(result: TrainResult, config: TrainConfig, data: Dataset) -> float:
-    """Epochs run: whole ones, or the steps over the steps of one epoch when ``config`` sets
-    steps (two decimals)."""
+def _passes(result: TrainResult, config: TrainConfig, train_size: int) -> float:
+    """Epochs run: whole ones, or the steps over the steps of one epoch of ``train_size``
+    images when ``config`` sets steps (two decimals)."""
     if config.steps is None:
         return result.epochs_run
-    return round(result.steps_run / steps_per_epoch(len(data.train), config.batch_size), 2)
+    return round(result.steps_run / steps_per_epoch(train_size, config.batch_size), 2)
 
 
 def probe_error(done: list[dict], predicted: dict[str, float]) -> float:

@@ -23,13 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from envs.layers import Architecture
 from envs.space import get_space
 from gtn.meta import checkpoint_file, load_meta_checkpoint
 from metaqnn.core.data import Dataset, load_dataset
-from metaqnn.core.nets import NetConfig, count_flops
+from metaqnn.core.nets import NetConfig
 from metaqnn.core.precision import PRECISIONS
 from metaqnn.core.recipes import RECIPES, recipe_config
 from metaqnn.core.training import TrainConfig, steps_per_epoch
@@ -37,12 +35,10 @@ from metaqnn.design.budget import (
     SHARES_GIVEN_TEACHER,
     SHARES_WITH_TEACHER,
     BudgetPlan,
-    format_duration,
 )
 from metaqnn.design.cost import CostCap, cost_width, narrowest_divisor, plan_cost_cap
 from metaqnn.design.finals import (
     Candidate,
-    epoch_seconds,
     full_width,
     rescale,
     widest_fitting,
@@ -83,14 +79,15 @@ class DesignConfig:
     """The final recipe (a key of :data:`metaqnn.core.recipes.RECIPES`)."""
     epochs: int | None = None
     """Most epochs of the final recipe (None: the recipe's); fewer when the budget is short."""
-    finalists: int = 3
-    """Best designs of the search trained at full width."""
+    finalists: int | None = None
+    """Best designs of the search trained at full width (None: the dataset preset's)."""
     width_divisor: int | None = None
     """Search width (None: the dataset preset's)."""
     score_size: int | None = 1000
     """Validation images each GTN reward scores (None: all)."""
     shares: tuple[float, float, float] | None = None
-    """Budget shares of teacher, search and final training (None: the defaults)."""
+    """Budget shares of teacher, search and final training (None: the dataset preset's when
+    a teacher is meta-trained, else the defaults)."""
     agent: str = "qlearning"
     """The search agent (a key of :data:`metaqnn.design.searching.AGENTS`): ``qlearning`` or
     ``random`` (random search)."""
@@ -110,6 +107,10 @@ class DesignConfig:
     cost_width_divisor: int | None = None
     """The width at which the cap is counted, as a divisor of the space's widths (None: the
     preset's); it is narrowed to one that divides the search's (:func:`cost_width`)."""
+    folds: int | None = None
+    """How the final phase picks the winner (None: the dataset preset's): 0 or 1, by
+    validation accuracy; k of 2 or more, by k-fold cross-validation over the training and
+    validation images, each model then refitted on all of them (:mod:`.selection`)."""
     precision: str = "fp32"
     """Precision of the final training (finalists, hand baselines and their epoch probes): a
     key of :data:`metaqnn.core.precision.PRECISIONS` (``bf16``: autocast)."""
@@ -117,7 +118,10 @@ class DesignConfig:
     def __post_init__(self) -> None:
         if isinstance(self.shares, list):  # read back from JSON
             object.__setattr__(self, "shares", tuple(self.shares))
-        get_preset(self.dataset)
+        preset = get_preset(self.dataset)
+        for name in ("finalists", "folds"):  # stored resolved, so a resume keeps them
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(preset, name))
         if self.recipe not in RECIPES:
             raise ConfigError(f"unknown recipe {self.recipe!r}; choose from {', '.join(RECIPES)}")
         if self.precision not in PRECISIONS:
@@ -131,6 +135,9 @@ class DesignConfig:
             if value is not None and value < 1:
                 flag = "--" + name.replace("_", "-")
                 raise ConfigError(f"{flag} {value} must be at least 1")
+        if self.folds < 0:
+            raise ConfigError(f"--folds {self.folds} must be at least 0 (0: the validation "
+                              "split; 2 or more: cross-validation)")  # fmt: skip
         if self.seed < 0:
             raise ConfigError(f"--seed {self.seed} must be >= 0")
         check_agent(self.agent)
@@ -169,7 +176,8 @@ class DesignConfig:
 
     def plan(self) -> BudgetPlan:
         """The split of the budget."""
-        default = SHARES_WITH_TEACHER if self.needs_teacher else SHARES_GIVEN_TEACHER
+        with_teacher = self.preset.shares or SHARES_WITH_TEACHER
+        default = with_teacher if self.needs_teacher else SHARES_GIVEN_TEACHER
         return BudgetPlan.split(self.budget_s, self.shares or default)
 
 
@@ -274,84 +282,6 @@ def check_teacher(config: DesignConfig) -> None:
     if taught not in (None, config.dataset):
         raise ConfigError(f"--gtn-checkpoint {config.gtn_checkpoint} teaches {taught!r}, this "
                           f"design is on {config.dataset!r}")  # fmt: skip
-
-
-def baseline_epoch_costs(config: DesignConfig, data: Dataset) -> dict[str, float]:
-    """Measured seconds of one epoch of the final recipe, per hand-designed baseline."""
-    train = final_train_config(config)
-    return {name: epoch_seconds(Architecture.parse(a), data, train, FINAL_NET, config.device)
-            for name, a in config.preset.baselines.items()}  # fmt: skip
-
-
-def check_budget(config: DesignConfig, data: Dataset) -> dict[str, float]:
-    """Fail now, before any work, if the final share cannot train every baseline and finalist
-    for one epoch. Returns the measured epoch seconds of each baseline."""
-    names = ", ".join(config.preset.baselines)
-    print(f"timing one epoch of the {config.recipe!r} recipe on the hand baselines ({names}) "
-          "to check the budget", flush=True)  # fmt: skip
-    costs = baseline_epoch_costs(config, data)
-    mean = float(np.mean(list(costs.values())))
-    models = len(costs) + config.finalists
-    final_s = config.plan().final_s
-    if 0.9 * final_s < mean * models:
-        need = config.budget_s * mean * models / 0.9 / max(final_s, 1e-9)
-        raise ConfigError(
-            f"--budget {format_duration(config.budget_s)} leaves {format_duration(final_s)} for "
-            f"final training, and one epoch of the {len(costs)} baselines and "
-            f"{config.finalists} finalists takes about {format_duration(mean * models)} here: "
-            f"use --budget {format_duration(need)} or more"
-        )
-    return costs
-
-
-#: What the final phase's time is reserved for: a finalist's epoch costing this many times
-#: the costliest baseline's ...
-DESIGN_EPOCH_ALLOWANCE = 2.0
-#: ... and this margin on top (the epoch probes, evaluation, slower epochs).
-FINAL_NEED_MARGIN = 1.5
-
-
-def final_need_s(config: DesignConfig, baseline_costs: dict[str, float]) -> float | None:
-    """Seconds the final training can use at most: the recipe's epochs of every baseline and
-    of every finalist at :data:`DESIGN_EPOCH_ALLOWANCE` times the costliest baseline, in 90 %
-    of the time, times :data:`FINAL_NEED_MARGIN`. The final phase trains no model for more
-    than the recipe's epochs, so the final share beyond this is the search's. None with
-    ``final_width_divisor`` set (the designs' cost is then not the run's to choose).
-
-    On digits (5-minute demo) this is under a minute of the two-minute final share; on MNIST
-    and Fashion-MNIST it is hours, more than any share of a 2-hour budget."""
-    if config.final_width_divisor is not None or not baseline_costs:
-        return None
-    epochs = final_train_config(config).epochs
-    trained = sum(baseline_costs.values()) if config.baselines else 0.0
-    designs = config.finalists * DESIGN_EPOCH_ALLOWANCE * max(baseline_costs.values())
-    return FINAL_NEED_MARGIN * epochs * (trained + designs) / 0.9
-
-
-def design_epoch_share(config: DesignConfig, baseline_costs: dict[str, float],
-                       seconds_left: float) -> float:  # fmt: skip
-    """Seconds one epoch of a finalist may cost, so that the baselines and the finalists all
-    train for the recipe's epochs in 90 % of ``seconds_left``.
-
-    The finalists share what the baselines leave; each may cost at least as much as the
-    cheapest baseline (fewer epochs for all then, rather than designs narrower than any hand
-    net).
-    """
-    epochs = final_train_config(config).epochs
-    trained = sum(baseline_costs.values()) if config.baselines else 0.0
-    share = (0.9 * seconds_left / epochs - trained) / config.finalists
-    return max(share, min(baseline_costs.values()))
-
-
-def final_flops_cap(config: DesignConfig, data: Dataset, baseline_costs: dict[str, float],
-                    seconds_left: float) -> float:  # fmt: skip
-    """Forward FLOPs per image a finalist may cost: :func:`design_epoch_share` in FLOPs, at
-    the seconds per FLOP of the baselines' measured epochs."""
-    shape = {"in_channels": data.spec.input_shape[0], "input_size": data.spec.input_shape[-1]}
-    flops = {n: count_flops(Architecture.parse(a), **shape)
-             for n, a in config.preset.baselines.items()}  # fmt: skip
-    per_flop = float(np.mean([baseline_costs[n] / max(flops[n], 1) for n in flops]))
-    return design_epoch_share(config, baseline_costs, seconds_left) / per_flop
 
 
 def teacher_phase(state: DesignState, *, progress: bool) -> Path | None:

@@ -29,6 +29,14 @@ class DatasetPreset:
     costliest baseline, counted at widths / ``cost_width_divisor`` (None: no cap)."""
     cost_width_divisor: int = 1
     """The width at which the cost cap is counted (the space's widths divided by this)."""
+    finalists: int = 3
+    """Best designs of the search trained in the final phase."""
+    shares: tuple[float, float, float] | None = None
+    """Budget shares of teacher, search and final training when the run meta-trains its
+    teacher (None: :data:`metaqnn.design.budget.SHARES_WITH_TEACHER`)."""
+    folds: int = 0
+    """How the final phase picks the winner: 0, by the validation split; k of 2 or more, by
+    k-fold cross-validation over training and validation images (:mod:`.selection`)."""
 
 
 _MNIST_NETS = {
@@ -62,6 +70,14 @@ PRESETS: dict[str, DatasetPreset] = {
         # experiments/RESULTS.md, design fidelity on digits: GTN at / 2 ranks within the
         # interval of / 1 (Spearman 0.62 against 0.68 over 48 architectures) at half the cost.
         width_divisor=2,
+        # experiments/RESULTS.md, make demo: 300 validation images cannot tell the top
+        # designs apart, so the winner is picked by 5-fold cross-validation over all 1,500
+        # labelled images; that costs 6.25 epochs per epoch of the recipe, so the final
+        # phase gets half of the budget, enough for 4 finalists and both baselines at 15
+        # epochs in the demo's 5 minutes.
+        finalists=4,
+        folds=5,
+        shares=(0.2, 0.3, 0.5),
         teacher={
             "inner_batch": 64,
             "generator_hidden": 256,

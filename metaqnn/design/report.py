@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from metaqnn.design.budget import format_duration
 from metaqnn.design.finals import FinalResult, epochs_label
+from metaqnn.evaluation.paired import PairedErrors, paired_errors
 from metaqnn.markdown import markdown_table
 from metaqnn.runinfo import run_metadata
 
@@ -20,6 +21,18 @@ if TYPE_CHECKING:
 
 #: How a search reward is named in figures and the report.
 _LABEL = {"gtn": "GTN", "real": "real-data"}
+
+
+def selection_label(folds: int, short: bool = False) -> str:
+    """What the winner is picked by: ``validation accuracy`` or ``5-fold cross-validated
+    accuracy`` (``short``: ``val acc`` or ``5-fold cv acc``)."""
+    if folds >= 2:
+        return f"{folds}-fold cv acc" if short else f"{folds}-fold cross-validated accuracy"
+    return "val acc" if short else "validation accuracy"
+
+
+def _folds(results: list[FinalResult]) -> int:
+    return max((r.folds for r in results), default=0)
 
 
 def _pct(x: float) -> str:
@@ -34,8 +47,9 @@ def _timeline(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def plot_anytime(run_dir: Path, results: list[FinalResult], reward: str = "gtn") -> Path:
-    """Best search reward so far against the run's clock, with the final validation accuracy
-    of the winner and of the best baseline as lines."""
+    """Best search reward so far against the run's clock, with the final selection accuracy
+    (validation or cross-validated, :func:`selection_label`) of the best design and of the
+    best baseline as lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,12 +65,13 @@ def plot_anytime(run_dir: Path, results: list[FinalResult], reward: str = "gtn")
             out.append(best)
         ax.step(t, out, where="post", label=f"best {_LABEL[reward]} search reward so far")
         ax.scatter(t, [r["reward"] for r in rows], s=6, alpha=0.3, label="each searched model")
+    measure = selection_label(_folds(results), short=True)
     for kind, style in (("design", "-"), ("baseline", "--")):
         done = [r for r in results if r.kind == kind and math.isfinite(r.val_accuracy)]
         if done:
             top = max(done, key=lambda r: r.val_accuracy)
             ax.axhline(top.val_accuracy, linestyle=style, color="k" if kind == "design" else "r",
-                       label=f"best {kind}, final val accuracy")  # fmt: skip
+                       label=f"best {kind}, final {measure}")  # fmt: skip
     ax.set_xlabel("run clock (minutes of the budget)")
     ax.set_ylabel(f"accuracy (search: {_LABEL[reward]} reward at reduced width)")
     ax.legend(fontsize=7, loc="lower right")
@@ -69,8 +84,8 @@ def plot_anytime(run_dir: Path, results: list[FinalResult], reward: str = "gtn")
 
 
 def plot_reward_vs_final(run_dir: Path, results: list[FinalResult], reward: str = "gtn") -> Path:
-    """Search reward (reduced width) against final validation accuracy (final width and
-    recipe) of the finalists."""
+    """Search reward (reduced width) against final selection accuracy (validation or
+    cross-validated; final width and recipe) of the finalists."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,7 +98,7 @@ def plot_reward_vs_final(run_dir: Path, results: list[FinalResult], reward: str 
     for r in designs:
         ax.annotate(r.name, (r.search_reward, r.val_accuracy), fontsize=7)
     ax.set_xlabel(f"search reward ({_LABEL[reward]}, reduced width)")
-    ax.set_ylabel("final validation accuracy")
+    ax.set_ylabel(f"final {selection_label(_folds(results))}")
     ax.set_title(f"Finalists (n = {len(designs)})")
     fig.tight_layout()
     path = run_dir / "reward_vs_final.png"
@@ -118,20 +133,24 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
             epochs_label(r.epochs), _pct(r.val_accuracy), _pct(1 - r.test_accuracy),
             f"{r.wall_s:.0f}",
         ])  # fmt: skip
+    folds = _folds(results)
+    picked_by = selection_label(folds)
     table = markdown_table(["model", "architecture", "search reward", "parameters", "width",
-                            "epochs",
-                            "val acc %", "test error %", "train s"], rows)  # fmt: skip
+                            "epochs", f"{selection_label(folds, True)} %", "test error %",
+                            "train s"], rows)  # fmt: skip
     # the strongest opponent: the baseline with the lowest test error
     base = max((r for r in results if r.kind == "baseline" and math.isfinite(r.test_accuracy)),
                key=lambda r: r.test_accuracy, default=None)  # fmt: skip
     win = next(r for r in results if r.name == winner)
+    paired = _paired(win, base)  # image by image
     verdict = (
         "no baseline trained" if base is None else
         f"the winner {'beats' if win.test_accuracy > base.test_accuracy else 'does not beat'} "
         f"the best hand-designed baseline ({base.name}) on test "
         f"({_pct(1 - win.test_accuracy)} % against "
-        f"{_pct(1 - base.test_accuracy)} % error; by validation {_pct(win.val_accuracy)} % "
+        f"{_pct(1 - base.test_accuracy)} % error; by {picked_by} {_pct(win.val_accuracy)} % "
         f"against {_pct(base.val_accuracy)} %)"
+        f"{'' if paired is None else '; ' + paired.describe('the winner', base.name)}"
     )  # fmt: skip
     search = state.data.get("search", {})
     anytime = plot_anytime(run_dir, results, config.reward)
@@ -140,7 +159,7 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
     lines = [
         f"# Design on {config.dataset}, budget {format_duration(config.budget_s)}",
         "",
-        f"Winner (by validation accuracy, among the designs): **{win.name}** "
+        f"Winner (by {picked_by}, among the designs): **{win.name}** "
         f"`{win.architecture}`, {_pct(1 - win.test_accuracy)} % test error; {verdict}.",
         "",
         table,
@@ -151,7 +170,8 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
         "says otherwise (a design is narrowed when full width cannot train in the time left). "
         f"The {config.agent} search ran at widths / {config.divisor} with the "
         f"{_LABEL[config.reward]} reward "
-        f"({_search_sentence(search)}).{_cost_sentence(state.data.get('cost_cap'))}",
+        f"({_search_sentence(search)}).{_cost_sentence(state.data.get('cost_cap'))}"
+        f"{_folds_sentence(folds)}",
         "",
         "| phase | spent |",
         "|---|---|",
@@ -167,10 +187,12 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
     path.write_text("\n".join(lines) + "\n")
     summary = {
         "dataset": config.dataset, "test_error_pct": 100 * (1 - win.test_accuracy),
-        "val_accuracy": win.val_accuracy, "winner": win.architecture,
+        "val_accuracy": win.val_accuracy, "selection": picked_by, "folds": folds,
+        "winner": win.architecture,
         "budget_s": config.budget_s, "wall_s": state.spent(),
         "hand_baseline_test_error_pct": None if base is None else 100 * (1 - base.test_accuracy),
         "hand_baseline": None if base is None else base.architecture,
+        "paired_test": None if paired is None else paired.__dict__,
         "recipe": config.recipe, "precision": config.precision,
         "final_epochs": state.data.get("final_epochs"),
         "width_divisor": config.divisor, "agent": config.agent, "reward": config.reward,
@@ -201,6 +223,25 @@ def _cost_sentence(cap: dict[str, Any] | None) -> str:
     return (f" It built only designs of at most {cap['max_flops'] / 1e6:.1f} MFLOPs per image "
             f"before the classifier at widths / {cap['width_divisor']} "
             f"({cap['multiple']:g}x the costliest baseline).")  # fmt: skip
+
+
+def _paired(win: FinalResult, base: FinalResult | None) -> PairedErrors | None:
+    """The winner's test errors against the baseline's, image by image (None when either was
+    not tested, or for a run from before the errors were recorded)."""
+    if base is None or not (math.isfinite(win.test_accuracy) and math.isfinite(base.test_accuracy)):
+        return None
+    if any(r.test_accuracy < 1 and not r.test_wrong for r in (win, base)):
+        return None
+    return paired_errors(win.test_wrong, base.test_wrong)
+
+
+def _folds_sentence(folds: int) -> str:
+    """How the models were measured with cross-validation ('' without it)."""
+    if folds < 2:
+        return ""
+    return (f" Every model, baselines included, was cross-validated over {folds} folds of the "
+            "training and validation images together (each image held out once) and then "
+            "refitted on all of them; the test column is the refit's.")  # fmt: skip
 
 
 def _key(x: float) -> float:

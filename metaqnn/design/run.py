@@ -21,15 +21,22 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from envs.layers import Architecture
 from metaqnn.core.export import export_checkpoint
+from metaqnn.core.training import TrainConfig
 from metaqnn.design.budget import format_duration
 from metaqnn.design.cost import CostCap
+from metaqnn.design.final_budget import (
+    baseline_epoch_costs,
+    check_budget,
+    design_epoch_share,
+    final_epoch_seconds,
+    final_flops_cap,
+    final_need_s,
+)
 from metaqnn.design.finals import (
     Candidate,
     FinalResult,
     choose_epochs,
-    epoch_seconds,
     epochs_label,
     probe_error,
     skipped_final,
@@ -41,14 +48,9 @@ from metaqnn.design.pipeline import (
     DesignConfig,
     DesignState,
     baseline_candidates,
-    baseline_epoch_costs,
     candidates,
-    check_budget,
     check_teacher,
     design_candidates,
-    design_epoch_share,
-    final_flops_cap,
-    final_need_s,
     final_train_config,
     load_data,
     teacher_phase,
@@ -185,13 +187,11 @@ def _final_pool(state: DesignState, data, ranked: list[tuple[str, float]]) -> li
     cap = final_flops_cap(config, data, costs, left)
     if cost is not None:  # a design at the cost width may cost what the cap allows there
         share = max(share, share * cost.max_flops / cap)
-    train = final_train_config(config)
     accepted: list[Candidate] = []
     dear: list[tuple[float, Candidate]] = []
     tries = itertools.islice(design_candidates(config, ranked, cap, cost), 3 * config.finalists)
     for c in tries:
-        seconds = epoch_seconds(Architecture.parse(c.architecture), data, train, FINAL_NET,
-                                config.device)  # fmt: skip
+        seconds = final_epoch_seconds(config, data, c.architecture)
         costs[c.name] = seconds
         if seconds <= 2 * share:
             accepted.append(c)
@@ -230,8 +230,7 @@ def _finals(state: DesignState, data, pool: list[Candidate], *, progress: bool) 
         train = final_train_config(config)
         plan = state.data.get("final_width", {})
         known = plan.get("epoch_costs") or plan.get("baseline_epoch_costs", {})
-        costs = [known.get(c.name) or epoch_seconds(Architecture.parse(c.architecture), data,
-                                                    train, FINAL_NET, config.device)
+        costs = [known.get(c.name) or final_epoch_seconds(config, data, c.architecture)
                  for c in todo]  # fmt: skip
         state.add_time("final", time.perf_counter() - start)
         left = config.budget_s - state.spent()
@@ -248,7 +247,12 @@ def _finals(state: DesignState, data, pool: list[Candidate], *, progress: bool) 
         print(f"final training: {len(todo)} models x {epochs_label(epochs)} epochs of the "
               f"{config.recipe!r} recipe, about {format_duration(epochs * sum(costs))}",
               flush=True)  # fmt: skip
-    train = final_train_config(config, state.data.get("final_epochs"), len(data.train))
+    epochs = state.data.get("final_epochs")
+    train = final_train_config(config, epochs, len(data.train))
+
+    def config_for(n: int) -> TrainConfig:  # the recipe for n training images
+        return final_train_config(config, epochs, n)
+
     finals = state.run_dir / "finals"
     finals.mkdir(exist_ok=True)
     predicted = state.data.get("final_epoch_costs", {})
@@ -258,10 +262,12 @@ def _finals(state: DesignState, data, pool: list[Candidate], *, progress: bool) 
             state.save()
             continue
         result = train_final(c, data, train, FINAL_NET, config.device, finals / f"{c.slug}.pt",
-                             progress=progress)  # fmt: skip
+                             progress=progress, folds=config.folds,
+                             config_for=config_for)  # fmt: skip
         done[c.name] = dataclasses.asdict(result)
         state.add_time("final", result.wall_s)
-        print(f"{c.name}: {c.architecture} val {result.val_accuracy:.4f} test "
+        measure = f"{config.folds}-fold cv" if result.folds else "val"
+        print(f"{c.name}: {c.architecture} {measure} {result.val_accuracy:.4f} test "
               f"{result.test_accuracy:.4f} ({result.wall_s:.0f} s)", flush=True)  # fmt: skip
     return [done[c.name] for c in pool]
 

@@ -58,15 +58,17 @@ def test_the_final_share_beyond_what_the_final_training_can_use_goes_to_the_sear
 
 
 def test_the_final_need_is_the_recipes_epochs_of_every_model_with_a_margin(tmp_path):
-    from metaqnn.design import pipeline
-    from metaqnn.design.pipeline import DesignConfig, DesignState, final_need_s
+    from metaqnn.design import final_budget
+    from metaqnn.design.final_budget import final_need_s
+    from metaqnn.design.pipeline import DesignConfig, DesignState
 
-    config = DesignConfig(dataset="digits", budget_s=300.0, logdir=str(tmp_path))
+    config = DesignConfig(dataset="digits", budget_s=300.0, logdir=str(tmp_path), finalists=3,
+                          shares=(0.25, 0.35, 0.4))  # fmt: skip
     costs = {"hand a": 0.2, "hand b": 0.3}  # seconds per epoch of the strong recipe (15 epochs)
-    designs = 3 * pipeline.DESIGN_EPOCH_ALLOWANCE * 0.3
-    need = pipeline.FINAL_NEED_MARGIN * 15 * (0.5 + designs) / 0.9
+    designs = 3 * final_budget.DESIGN_EPOCH_ALLOWANCE * 0.3
+    need = final_budget.FINAL_NEED_MARGIN * 15 * (0.5 + designs) / 0.9
     assert final_need_s(config, costs) == pytest.approx(need) == pytest.approx(57.5)
-    no_hands = DesignConfig(dataset="digits", budget_s=300.0, baselines=False)
+    no_hands = DesignConfig(dataset="digits", budget_s=300.0, baselines=False, finalists=3)
     assert final_need_s(no_hands, costs) == pytest.approx(1.5 * 15 * designs / 0.9)
     assert final_need_s(DesignConfig(dataset="digits", budget_s=300.0,
                                      final_width_divisor=2), costs) is None  # fmt: skip
@@ -183,7 +185,8 @@ def test_every_preset_has_buildable_baselines():
 def test_the_flops_cap_shares_what_the_baselines_leave():
     from types import SimpleNamespace
 
-    from metaqnn.design.pipeline import DesignConfig, final_flops_cap, final_train_config
+    from metaqnn.design.final_budget import final_flops_cap
+    from metaqnn.design.pipeline import DesignConfig, final_train_config
 
     config = DesignConfig(dataset="mnist", finalists=2)
     data = SimpleNamespace(spec=SimpleNamespace(input_shape=(1, 28, 28)))
@@ -213,18 +216,18 @@ def test_a_finalist_that_costs_too_much_gives_its_place_and_the_pool_is_kept(tmp
               ("[C(16,3,1), SM(10)]", 0.8), ("[C(32,3,1), SM(10)]", 0.7)]  # fmt: skip
     measured = []
 
-    def fake_epoch(arch, *args, **kwargs):
+    def fake_epoch(config, data, arch):
         measured.append(str(arch))
         return 1000.0 if str(arch).count("C(64") == 3 else 1.0
 
-    monkeypatch.setattr(design_run, "epoch_seconds", fake_epoch)
+    monkeypatch.setattr(design_run, "final_epoch_seconds", fake_epoch)
     pool = design_run._final_pool(state, data, ranked)
     designs = [c for c in pool if c.kind == "design"]
     assert [c.architecture for c in designs] == [ranked[1][0], ranked[2][0]]
     assert [c.name for c in designs] == ["design 1", "design 2"]
     assert len(measured) == 3
     # a resume trains the same pool without measuring again
-    monkeypatch.setattr(design_run, "epoch_seconds", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(design_run, "final_epoch_seconds", lambda *a, **k: 1 / 0)
     again = design_run._final_pool(DesignState.open(tmp_path), data, ranked)
     assert again == pool
 
@@ -332,7 +335,7 @@ def test_a_design_the_time_left_cannot_train_is_skipped_and_retried_on_resume(
     ]
     trained = []
 
-    def fake_train(c, data, train, net, device, out, *, progress):
+    def fake_train(c, data, train, net, device, out, *, progress, folds=0, config_for=None):
         trained.append(c.name)
         seconds = train.epochs * costs[c.name] * (4 if c.name == "design 1" else 1)
         return FinalResult(c.name, c.kind, c.architecture, c.search_reward, "ok", 0.9, 0.9,

@@ -198,10 +198,10 @@ def test_the_final_pool_lets_a_design_cost_what_the_cap_allows(capsys, monkeypat
     data = SimpleNamespace(spec=SimpleNamespace(input_shape=(1, 28, 28)))
     within = "[C(16,5,1), P(5,3), C(32,5,1), C(16,1,1), C(32,1,1), SM(10)]"
 
-    def fake_epoch(arch, *args, **kwargs):
-        return 1e-8 * forward_flops(arch.layers, **SHAPE)
+    def fake_epoch(config, data, arch):
+        return 1e-8 * forward_flops(Architecture.parse(arch).layers, **SHAPE)
 
-    monkeypatch.setattr(design_run, "epoch_seconds", fake_epoch)
+    monkeypatch.setattr(design_run, "final_epoch_seconds", fake_epoch)
     pool = design_run._final_pool(state, data, [(within, 0.9)])
     design = next(c for c in pool if c.kind == "design")
     # no time left for more than the cheapest baseline's 8.5 MFLOPs, yet the design keeps

@@ -1,6 +1,6 @@
 """``metaqnn design`` end to end on digits: the budget kept, the baselines in the table, the
-winner chosen by validation, its TorchScript export, a resume that redoes nothing, and the
-one-line errors."""
+winner chosen by cross-validation (the digits preset), its TorchScript export, a resume that
+redoes nothing, and the one-line errors."""
 
 from __future__ import annotations
 
@@ -44,9 +44,17 @@ def test_a_short_design_on_digits_keeps_its_budget_and_resumes(capsys, tmp_path)
     assert len({f["epochs"] for f in finals}) == 1  # one recipe for all
     designs = [f for f in finals if f["kind"] == "design"]
     winner = max(designs, key=lambda f: f["val_accuracy"])
-    assert summary["winner"] == winner["architecture"]  # chosen by validation, not test
+    assert summary["winner"] == winner["architecture"]  # chosen by cross-validation, not test
+    assert summary["folds"] == 5 and all(f["folds"] == 5 for f in finals)  # digits' preset
     assert summary["test_error_pct"] == pytest.approx(100 * (1 - winner["test_accuracy"]))
+    # the winner against the best baseline, image by image, on the 297 test images
+    base = next(f for f in finals if f["architecture"] == summary["hand_baseline"])
+    assert len(winner["test_wrong"]) == round(297 * (1 - winner["test_accuracy"]))
+    paired = summary["paired_test"]
+    assert paired["only_a"] + paired["both"] == len(winner["test_wrong"])
+    assert paired["only_b"] + paired["both"] == len(base["test_wrong"])
     report = (run / "report.md").read_text()
+    assert "5-fold cv acc %" in report and "exact McNemar p =" in report
     assert "hand: conv-conv-pool-fc" in report and "hand: two wide convs" in report
     assert "(winner)" in report
     for name in ("winner.pt", "winner.ts.pt", "anytime.png", "reward_vs_final.png"):
