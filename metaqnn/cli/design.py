@@ -24,8 +24,8 @@ def configure_design(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="fp32", help="final training: fp32, or bf16 "
                    "autocast (faster on GPUs and on CPUs with AMX / AVX-512 BF16)")  # fmt: skip
     p.add_argument("--finalists", type=int, default=None,
-                   help="best designs trained at full width (default: the dataset's: 3, "
-                   "4 for digits)")  # fmt: skip
+                   help="best designs trained at full width (default: the dataset's, "
+                   "3)")  # fmt: skip
     p.add_argument("--folds", type=int, default=None,
                    help="pick the winner by k-fold cross-validation over training and "
                    "validation images, then refit each model on all of them (0: by the "
@@ -37,7 +37,7 @@ def configure_design(p: argparse.ArgumentParser) -> None:
                    help="validation images per GTN reward (0: all)")  # fmt: skip
     p.add_argument("--shares", default=None, metavar="T,S,F",
                    help="budget shares of teacher, search and final training (default: "
-                   "0.25,0.35,0.4, 0.2,0.3,0.5 on digits; 0,0.45,0.55 with "
+                   "0.25,0.35,0.4, 0.2,0.25,0.55 on digits; 0,0.45,0.55 with "
                    "--gtn-checkpoint)")  # fmt: skip
     p.add_argument("--agent", default="qlearning", help="search agent: qlearning (MetaQNN's "
                    "schedule sized to the search share) or random (random search)")  # fmt: skip
