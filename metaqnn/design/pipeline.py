@@ -174,11 +174,17 @@ class DesignConfig:
         divisor = cost_width(self.cost_width_divisor or preset.cost_width_divisor, self.divisor)
         return plan_cost_cap(preset.baselines, get_space(self.dataset), multiple, divisor)
 
-    def plan(self) -> BudgetPlan:
-        """The split of the budget."""
+    @property
+    def shares_in_force(self) -> tuple[float, float, float]:
+        """The shares given, else the dataset preset's with a teacher to meta-train, else the
+        defaults."""
         with_teacher = self.preset.shares or SHARES_WITH_TEACHER
         default = with_teacher if self.needs_teacher else SHARES_GIVEN_TEACHER
-        return BudgetPlan.split(self.budget_s, self.shares or default)
+        return tuple(self.shares or default)
+
+    def plan(self) -> BudgetPlan:
+        """The split of the budget."""
+        return BudgetPlan.split(self.budget_s, self.shares_in_force)
 
 
 class DesignState:
@@ -194,8 +200,8 @@ class DesignState:
             raise ConfigError(f"{run_dir} already holds a design run: resume it with --resume "
                               f"{run_dir}, or pick another --logdir")  # fmt: skip
         run_dir.mkdir(parents=True, exist_ok=True)
-        state = cls(run_dir, {"config": dataclasses.asdict(config), "spent": {},
-                              "phases": {}, "finals": {}})  # fmt: skip
+        stored = {**dataclasses.asdict(config), "shares": list(config.shares_in_force)}
+        state = cls(run_dir, {"config": stored, "spent": {}, "phases": {}, "finals": {}})
         state.save()
         return state
 
@@ -215,8 +221,15 @@ class DesignState:
 
     @property
     def config(self) -> DesignConfig:
-        """The run's config."""
-        return DesignConfig(**self.data["config"])
+        """The run's config. A run from before cross-validated selection (no ``folds``
+        stored) keeps the validation split and the shares of its time, whatever the presets
+        say now."""
+        stored = dict(self.data["config"])
+        if "folds" not in stored:
+            teacher = stored.get("reward", "gtn") == "gtn" and not stored.get("gtn_checkpoint")
+            default = SHARES_WITH_TEACHER if teacher else SHARES_GIVEN_TEACHER
+            stored.update(folds=0, shares=stored.get("shares") or default)
+        return DesignConfig(**stored)
 
     def plan(self) -> BudgetPlan:
         """The split of the budget, with the final share cut to what the final training can

@@ -102,3 +102,15 @@ def test_folds_and_finalists_default_to_the_preset_and_are_checked():
     assert DesignConfig(dataset="digits", folds=0).folds == 0
     with pytest.raises(ConfigError, match="--folds -1"):
         DesignConfig(dataset="digits", folds=-1)
+
+
+def test_a_run_from_before_cross_validation_resumes_as_it_began(tmp_path):
+    from metaqnn.design.pipeline import DesignState
+
+    state = DesignState.create(tmp_path, DesignConfig(dataset="digits", budget_s=300.0))
+    assert state.data["config"]["shares"] == [0.2, 0.25, 0.55]  # stored as in force
+    assert state.config.folds == 5
+    old = {k: v for k, v in state.data["config"].items() if k != "folds"}
+    state.data["config"] = {**old, "shares": None}  # what a run before 9ac9c03 stored
+    assert state.config.folds == 0  # picked by the validation split, as it began
+    assert state.config.plan().final_s == pytest.approx(0.4 * 300)  # the shares of its time
