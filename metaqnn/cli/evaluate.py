@@ -64,6 +64,13 @@ def checkpoint_data(args: argparse.Namespace, ckpt: Any, *, split: str = "test")
     Returns:
         The :class:`metaqnn.core.data.Dataset`.
     """
+    folds = (ckpt.metrics or {}).get("folds") or 0
+    if split == "val" and isinstance(folds, int) and folds >= 2:
+        raise ConfigError(f"{ckpt.path} was picked by {folds}-fold cross-validation and then "
+                          "refitted on its validation images too, so its validation accuracy "
+                          "would be training accuracy: evaluate the test split (its "
+                          "cross-validated accuracy is in the checkpoint's metrics, "
+                          "val_accuracy)")  # fmt: skip
     if ckpt.split is not None:
         seed, val_size = ckpt.split["seed"], ckpt.split["val_size"]
     else:

@@ -171,8 +171,8 @@ def train_final(
     """
     arch = Architecture.parse(candidate.architecture)
     start = time.perf_counter()
-    measured = measure(arch, data, config_for or (lambda n: config), net, device, folds=folds,
-                       progress=progress)  # fmt: skip
+    recipe = config_for or (lambda n: config)
+    measured = measure(arch, data, recipe, net, device, folds=folds, progress=progress)
     result = measured.result
     test = evaluate(result.model, data.test, batch_size=config.eval_batch_size)
     wrong = misclassified(result.model, data.test, batch_size=config.eval_batch_size)
@@ -185,7 +185,8 @@ def train_final(
         "fold_accuracies": list(measured.fold_accuracies),
     }  # fmt: skip
     save_checkpoint(
-        out, architecture=arch, net_config=net, train_config=config, dataset=data.name,
+        out, architecture=arch, net_config=net, train_config=recipe(measured.train_size),
+        dataset=data.name,
         input_shape=data.spec.input_shape, state_dict=result.state_dict(), metrics=metrics,
     )  # fmt: skip
     ok = result.status == "ok"

@@ -109,3 +109,19 @@ def test_transfer_errors(capsys, digits_checkpoint):
                     "--modes", "scratch,distill", contains=("'distill'",))  # fmt: skip
     _one_line_error(capsys, "evaluate", "transfer", str(digits_checkpoint), "--to", "imagenet",
                     "--steps", "1", contains=("imagenet",))  # fmt: skip
+
+
+def test_a_refitted_checkpoint_refuses_its_validation_split(capsys, digits_checkpoint, tmp_path):
+    """A design picked by cross-validation was refitted on the validation images too."""
+    import torch
+
+    from metaqnn.cli import main
+
+    state = torch.load(digits_checkpoint, weights_only=True)
+    state["metrics"] = {"folds": 5, "val_accuracy": 0.99}
+    refit = tmp_path / "refit.pt"
+    torch.save(state, refit)
+    assert main(["evaluate", "accuracy", str(refit), "--split", "val"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "5-fold cross-validation" in err[0] and str(refit) in err[0]
+    assert main(["evaluate", "accuracy", str(refit)]) == 0  # the test split is fine
