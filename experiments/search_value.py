@@ -129,6 +129,7 @@ def _design(config: Config, row: str, seed: int, teacher: Path | None, ctx: Cont
         shares=(0.0, search_s / (search_s + final_s), final_s / (search_s + final_s)),
         agent=agent, reward=reward, real_epochs=config.real_epochs,
         baselines=False, final_width_divisor=config.final_width_divisor,
+        folds=0,  # picked by validation, as the baseline rows are trained (also on digits)
     )  # fmt: skip
     if (run_dir / "design.json").exists():
         run_design(resume=run_dir, progress=ctx.progress)
