@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from envs.layers import Architecture
+from envs.space import get_space
 from metaqnn.core.export import export_checkpoint
 from metaqnn.core.training import TrainConfig
 from metaqnn.design.budget import format_duration
@@ -39,6 +41,7 @@ from metaqnn.design.finals import (
     choose_epochs,
     epochs_label,
     probe_error,
+    rescale,
     skipped_final,
     train_final,
 )
@@ -190,8 +193,11 @@ def _final_pool(state: DesignState, data, ranked: list[tuple[str, float]]) -> li
     accepted: list[Candidate] = []
     dear: list[tuple[float, Candidate]] = []
     tries = itertools.islice(design_candidates(config, ranked, cap, cost), 3 * config.finalists)
+    taken = {b.architecture for b in baseline_candidates(config)}
     for c in tries:
         seconds = final_epoch_seconds(config, data, c.architecture)
+        c, seconds = _widen_while_it_fits(config, data, c, seconds, share, taken)
+        taken.add(c.architecture)
         costs[c.name] = seconds
         if seconds <= 2 * share:
             accepted.append(c)
@@ -217,6 +223,25 @@ def _final_pool(state: DesignState, data, ranked: list[tuple[str, float]]) -> li
             print(f"{c.name}: full width does not fit the time left; trained at widths / "
                   f"{c.width_divisor}: {c.architecture}", flush=True)  # fmt: skip
     return pool
+
+
+def _widen_while_it_fits(config: DesignConfig, data, c: Candidate, seconds: float, share: float,
+                         taken: set[str]) -> tuple[Candidate, float]:  # fmt: skip
+    """``c`` widened (widths / 2 to / 1, ...) while its measured epoch still costs at most
+    ``share``: the FLOPs estimate that narrowed it has no fixed costs in it, so on small
+    images it narrows designs the time left could train wider. A widening that would repeat
+    a model in ``taken`` stops it. Returns the candidate and its epoch seconds."""
+    space = get_space(config.dataset)
+    while c.width_divisor > 1 and c.search_architecture is not None:
+        to = c.width_divisor // 2
+        wider = str(rescale(Architecture.parse(c.search_architecture), space, config.divisor, to))
+        if wider in taken:
+            break
+        wider_s = final_epoch_seconds(config, data, wider)
+        if wider_s > share:
+            break
+        c, seconds = dataclasses.replace(c, architecture=wider, width_divisor=to), wider_s
+    return c, seconds
 
 
 def _finals(state: DesignState, data, pool: list[Candidate], *, progress: bool) -> list[dict]:

@@ -375,3 +375,37 @@ def test_a_design_the_time_left_cannot_train_is_skipped_and_retried_on_resume(
     state.data["config"]["budget_s"] = 2000.0
     results = design_run._finals(state, data, pool, progress=False)
     assert trained[2:] == ["design 2"] and results[2]["status"] == "ok"
+
+
+@pytest.mark.parametrize(("full_cost", "widened"), [(4.0, True), (50.0, False)])
+def test_a_design_the_flops_estimate_narrowed_is_widened_when_its_measured_epoch_fits(
+    tmp_path, monkeypatch, full_cost, widened
+):
+    """Digits at make demo's scale: the FLOPs estimate has no fixed costs in it, so it narrows
+    designs whose measured epoch, at full width, fits the share (4 s here, of 10)."""
+    from types import SimpleNamespace
+
+    import metaqnn.design.run as design_run
+    from metaqnn.design.pipeline import DesignConfig, DesignState
+
+    config = DesignConfig(dataset="digits", budget_s=350.0, finalists=1, logdir=str(tmp_path))
+    assert config.divisor == 2  # the ranked design is at the search width
+    state = DesignState.create(tmp_path, config)
+    state.data["baseline_epoch_costs"] = {n: 10.0 for n in config.preset.baselines}  # share 10
+    data = SimpleNamespace(spec=SimpleNamespace(input_shape=(1, 8, 8)))
+    narrow, full = (
+        "[C(32,5,1), C(32,5,1), C(32,5,1), SM(10)]",
+        "[C(64,5,1), C(64,5,1), C(64,5,1), SM(10)]",
+    )
+    measured = []
+
+    def fake_epoch(config, data, arch):
+        measured.append(str(arch))
+        return full_cost if str(arch) == full else 5.0
+
+    monkeypatch.setattr(design_run, "final_epoch_seconds", fake_epoch)
+    (design,) = [c for c in design_run._final_pool(state, data, [(narrow, 0.9)])
+                 if c.kind == "design"]  # fmt: skip
+    assert measured == [narrow, full]  # narrowed by FLOPs first, then the full width measured
+    assert (design.architecture, design.width_divisor) == ((full, 1) if widened else (narrow, 2))
+    assert state.data["final_width"]["epoch_costs"]["design 1"] == (4.0 if widened else 5.0)
