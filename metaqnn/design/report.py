@@ -145,7 +145,7 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
     paired = _paired(win, base)  # image by image
     verdict = (
         "no baseline trained" if base is None else
-        f"the winner {'beats' if win.test_accuracy > base.test_accuracy else 'does not beat'} "
+        f"the winner {_outcome(win.test_accuracy, base.test_accuracy)} "
         f"the best hand-designed baseline ({base.name}) on test "
         f"({_pct(1 - win.test_accuracy)} % against "
         f"{_pct(1 - base.test_accuracy)} % error; by {picked_by} {_pct(win.val_accuracy)} % "
@@ -223,6 +223,11 @@ def _cost_sentence(cap: dict[str, Any] | None) -> str:
     return (f" It built only designs of at most {cap['max_flops'] / 1e6:.1f} MFLOPs per image "
             f"before the classifier at widths / {cap['width_divisor']} "
             f"({cap['multiple']:g}x the costliest baseline).")  # fmt: skip
+
+
+def _outcome(win: float, base: float) -> str:
+    """``beats``, ``ties`` or ``trails`` (test accuracies)."""
+    return "beats" if win > base else "ties" if win == base else "trails"
 
 
 def _paired(win: FinalResult, base: FinalResult | None) -> PairedErrors | None:

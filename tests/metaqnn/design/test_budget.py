@@ -409,3 +409,10 @@ def test_a_design_the_flops_estimate_narrowed_is_widened_when_its_measured_epoch
     assert measured == [narrow, full]  # narrowed by FLOPs first, then the full width measured
     assert (design.architecture, design.width_divisor) == ((full, 1) if widened else (narrow, 2))
     assert state.data["final_width"]["epoch_costs"]["design 1"] == (4.0 if widened else 5.0)
+
+
+def test_the_verdict_says_whether_the_winner_beats_ties_or_trails_the_hand_net():
+    from metaqnn.design.report import _outcome
+
+    pairs = ((0.9933, 0.9899), (0.9899, 0.9899), (0.9865, 0.9899))
+    assert [_outcome(win, base) for win, base in pairs] == ["beats", "ties", "trails"]
