@@ -45,6 +45,8 @@ class EvalResult:
 
     accuracy: float
     loss: float
+    wrong: tuple[int, ...] = ()
+    """Indices of the examples it gets wrong, when asked for (``evaluate(..., wrong=True)``)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,8 @@ def steps_per_epoch(train_size: int, batch_size: int) -> int:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1000) -> EvalResult:
+def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1000,
+             wrong: bool = False) -> EvalResult:  # fmt: skip
     """Accuracy and mean cross-entropy of ``model`` on ``split``, in eval mode, without grads.
 
     The model's train/eval mode is restored afterwards. One host sync at the end.
@@ -103,6 +106,7 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1000) -> EvalR
         model: Maps (N, C, H, W) images to (N, classes) logits.
         split: The examples; batches are moved to the model's device.
         batch_size: Examples per forward pass.
+        wrong: Also list the indices of the examples it gets wrong (``EvalResult.wrong``).
 
     Returns:
         The :class:`EvalResult`.
@@ -112,31 +116,19 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1000) -> EvalR
     device = next(model.parameters()).device
     correct = torch.zeros((), dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), device=device)
+    misses = []
     for x, y in iterate_batches(split, batch_size):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits = model(x)  # (B, classes)
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        correct += (logits.argmax(dim=1) == y).sum()
+        hit = logits.argmax(dim=1) == y  # (B,) bool
+        correct += hit.sum()
+        if wrong:
+            misses.append(~hit)
     model.train(was_training)
     n = max(len(split), 1)
-    return EvalResult(accuracy=correct.item() / n, loss=loss_sum.item() / n)
-
-
-@torch.no_grad()
-def misclassified(model: nn.Module, split: Split, *, batch_size: int = 1000) -> list[int]:
-    """Indices of the examples of ``split`` that ``model`` (in eval mode) gets wrong, in
-    order. One host sync at the end."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    wrong = []
-    for x, y in iterate_batches(split, batch_size):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        wrong.append(model(x).argmax(dim=1) != y)  # (B,) bool
-    model.train(was_training)
-    if not wrong:
-        return []
-    return torch.cat(wrong).nonzero().flatten().tolist()
+    listed = tuple(torch.cat(misses).nonzero().flatten().tolist()) if misses else ()
+    return EvalResult(accuracy=correct.item() / n, loss=loss_sum.item() / n, wrong=listed)
 
 
 @dataclass

@@ -21,7 +21,6 @@ from metaqnn.core.training import (
     TrainConfig,
     TrainResult,
     evaluate,
-    misclassified,
     steps_per_epoch,
     train_architecture,
 )
@@ -174,8 +173,7 @@ def train_final(
     recipe = config_for or (lambda n: config)
     measured = measure(arch, data, recipe, net, device, folds=folds, progress=progress)
     result = measured.result
-    test = evaluate(result.model, data.test, batch_size=config.eval_batch_size)
-    wrong = misclassified(result.model, data.test, batch_size=config.eval_batch_size)
+    test = evaluate(result.model, data.test, batch_size=config.eval_batch_size, wrong=True)
     wall_s = time.perf_counter() - start
     metrics = {
         "val_accuracy": measured.selection_accuracy, "test_accuracy": test.accuracy,
@@ -198,7 +196,7 @@ def train_final(
         parameters=count_parameters(result.model),
         epochs=_passes(result, config, measured.train_size),
         wall_s=wall_s, checkpoint=str(out),
-        width_divisor=candidate.width_divisor, test_wrong=tuple(wrong) if ok else (),
+        width_divisor=candidate.width_divisor, test_wrong=test.wrong if ok else (),
         folds=folds if selects_by_folds(folds) else 0,
     )  # fmt: skip
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from metaqnn.core.data import Split
-from metaqnn.core.training import misclassified
+from metaqnn.core.training import evaluate
 from metaqnn.evaluation.paired import mcnemar_p, paired_errors
 
 
@@ -45,10 +45,11 @@ class _Sign(nn.Module):
         return torch.cat([-first, first], dim=1)  # (N, 2)
 
 
-def test_misclassified_lists_the_wrong_indices_across_batches():
+def test_evaluate_lists_the_wrong_indices_across_batches():
     x = torch.tensor([1.0, -1.0, 2.0, -2.0, 3.0]).view(5, 1, 1, 1)
     y = torch.tensor([1, 1, 1, 0, 0])  # index 1 and index 4 are wrong
     model = _Sign().train()
-    assert misclassified(model, Split(x, y), batch_size=2) == [1, 4]
+    assert list(evaluate(model, Split(x, y), batch_size=2, wrong=True).wrong) == [1, 4]
     assert model.training  # the mode is restored
-    assert misclassified(model, Split(x[:0], y[:0])) == []
+    assert list(evaluate(model, Split(x[:0], y[:0]), wrong=True).wrong) == []
+    assert evaluate(model, Split(x, y)).wrong == ()  # listed only when asked for
