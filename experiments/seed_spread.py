@@ -13,12 +13,12 @@ mean's 95 % interval) and ``results.json``. ``--quick``: 2 architectures, 2 seed
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from dataclasses import dataclass, field
 
 from envs.layers import Architecture
 from experiments.common.checks import at_least
+from experiments.common.learner_zoo import mean_std
 from experiments.harness import Context, Outcome
 from metaqnn.core.data import load_dataset
 from metaqnn.core.recipes import RECIPES, recipe_config
@@ -65,8 +65,8 @@ class Config:
 
 def _interval(errors: list[float]) -> tuple[float, float]:
     """Mean +- 1.96 standard errors (normal approximation)."""
-    mean = statistics.fmean(errors)
-    half = 1.96 * statistics.stdev(errors) / math.sqrt(len(errors)) if len(errors) > 1 else 0.0
+    mean, sd = mean_std(errors)
+    half = 1.96 * sd / math.sqrt(len(errors))
     return mean - half, mean + half
 
 
@@ -97,10 +97,10 @@ def run(config: Config, ctx: Context) -> Outcome:
             errors.append(record["test_error_pct"])
         finite = [e for e in errors if math.isfinite(e)]
         low, high = _interval(finite) if finite else (math.nan, math.nan)
+        mean, sd = mean_std(finite)
         rows.append({
             "name": name, "architecture": arch, "errors_pct": errors,
-            "mean_pct": statistics.fmean(finite) if finite else math.nan,
-            "sd_pct": statistics.stdev(finite) if len(finite) > 1 else math.nan,
+            "mean_pct": mean, "sd_pct": sd if len(finite) > 1 else math.nan,
             "ci95_pct": [low, high], "failed": len(errors) - len(finite),
         })  # fmt: skip
         print(f"{name}: {errors}", flush=True)
