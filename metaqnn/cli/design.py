@@ -26,6 +26,11 @@ def configure_design(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finalists", type=int, default=None,
                    help="best designs trained at full width (default: the dataset's, "
                    "3)")  # fmt: skip
+    p.add_argument("--finalist-pick", default=None, metavar="PICK",
+                   help="how the finalists are picked from the search's ranking: reward (the "
+                   "best by search reward) or heads (the best design of each classifier "
+                   "head first: conv, FC, GAP); default: the dataset's, heads for digits, "
+                   "else reward")  # fmt: skip
     p.add_argument("--folds", type=int, default=None,
                    help="pick the winner by k-fold cross-validation over training and "
                    "validation images, then refit each model on all of them (0: by the "
@@ -92,7 +97,8 @@ def run_design(args: argparse.Namespace) -> int:
         dataset=args.dataset, budget_s=budget, logdir=logdir, data_root=args.data_root,
         download=args.download, device=args.device, seed=args.seed,
         gtn_checkpoint=args.gtn_checkpoint, recipe=args.recipe, epochs=args.epochs,
-        finalists=args.finalists, folds=args.folds, width_divisor=args.width_divisor,
+        finalists=args.finalists, finalist_pick=args.finalist_pick, folds=args.folds,
+        width_divisor=args.width_divisor,
         score_size=args.score_size or None, shares=shares, agent=args.agent,
         reward=args.reward, real_epochs=args.real_epochs, baselines=not args.no_baselines,
         final_width_divisor=args.final_width_divisor, cost_multiple=args.cost_multiple,

@@ -43,6 +43,7 @@ from metaqnn.design.finals import (
     rescale,
     widest_fitting,
 )
+from metaqnn.design.picks import check_pick, order
 from metaqnn.design.presets import DatasetPreset, get_preset
 from metaqnn.design.searching import check_agent
 from metaqnn.errors import CheckpointError, ConfigError
@@ -107,6 +108,10 @@ class DesignConfig:
     cost_width_divisor: int | None = None
     """The width at which the cap is counted, as a divisor of the space's widths (None: the
     preset's); it is narrowed to one that divides the search's (:func:`cost_width`)."""
+    finalist_pick: str | None = None
+    """How the finalists are picked from the search's ranking (None: the dataset preset's):
+    a key of :data:`metaqnn.design.picks.FINALIST_PICKS`, ``reward`` (the best by search
+    reward) or ``heads`` (the best of each classifier head first)."""
     folds: int | None = None
     """How the final phase picks the winner (None: the dataset preset's): 0 or 1, by
     validation accuracy; k of 2 or more, by k-fold cross-validation over the training and
@@ -119,7 +124,7 @@ class DesignConfig:
         if isinstance(self.shares, list):  # read back from JSON
             object.__setattr__(self, "shares", tuple(self.shares))
         preset = get_preset(self.dataset)
-        for name in ("finalists", "folds"):  # stored resolved, so a resume keeps them
+        for name in ("finalists", "folds", "finalist_pick"):  # stored resolved for a resume
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(preset, name))
         if self.recipe not in RECIPES:
@@ -141,6 +146,7 @@ class DesignConfig:
         if self.seed < 0:
             raise ConfigError(f"--seed {self.seed} must be >= 0")
         check_agent(self.agent)
+        check_pick(self.finalist_pick)
         if self.reward not in SEARCH_REWARDS:
             raise ConfigError(f"unknown design reward {self.reward!r}; choose from "
                               f"{', '.join(SEARCH_REWARDS)}")  # fmt: skip
@@ -229,6 +235,7 @@ class DesignState:
             teacher = stored.get("reward", "gtn") == "gtn" and not stored.get("gtn_checkpoint")
             default = SHARES_WITH_TEACHER if teacher else SHARES_GIVEN_TEACHER
             stored.update(folds=0, shares=stored.get("shares") or default)
+        stored.setdefault("finalist_pick", "reward")  # a run from before picks
         return DesignConfig(**stored)
 
     def plan(self) -> BudgetPlan:
@@ -345,7 +352,8 @@ def baseline_candidates(config: DesignConfig) -> list[Candidate]:
 def design_candidates(config: DesignConfig, ranked: list[tuple[str, float]],
                       max_flops: float | None = None,
                       cost: CostCap | None = None) -> Iterator[Candidate]:  # fmt: skip
-    """The distinct designs, best first (named ``design 1``, ``design 2``, ...): at the
+    """The distinct designs, best first in the order of the config's finalist pick
+    (:mod:`.picks`; named ``design 1``, ``design 2``, ...): at the
     config's ``final_width_divisor``, else at full width, or, with ``max_flops``, at the
     widest scaling whose forward pass costs at most that, but never narrower than the cost
     width of the search's ``cost`` cap for a design within it. A design that widens into a
@@ -354,7 +362,7 @@ def design_candidates(config: DesignConfig, ranked: list[tuple[str, float]],
     shape = {"in_channels": space.input_channels, "input_size": space.input_size}
     seen = {c.architecture for c in baseline_candidates(config)}
     n = 0
-    for arch, reward in ranked:
+    for arch, reward in order(config.finalist_pick, ranked):
         narrow = Architecture.parse(arch)
         if config.final_width_divisor is not None:
             divisor = config.final_width_divisor

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from metaqnn.design.budget import format_duration
 from metaqnn.design.finals import FinalResult, epochs_label
+from metaqnn.design.picks import HEADS
 from metaqnn.evaluation.paired import PairedErrors, paired_errors
 from metaqnn.markdown import markdown_table
 from metaqnn.runinfo import run_metadata
@@ -171,7 +172,7 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
         f"The {config.agent} search ran at widths / {config.divisor} with the "
         f"{_LABEL[config.reward]} reward "
         f"({_search_sentence(search)}).{_cost_sentence(state.data.get('cost_cap'))}"
-        f"{_folds_sentence(folds)}",
+        f"{_pick_sentence(config.finalist_pick)}{_folds_sentence(folds)}",
         "",
         "| phase | spent |",
         "|---|---|",
@@ -188,6 +189,7 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
     summary = {
         "dataset": config.dataset, "test_error_pct": 100 * (1 - win.test_accuracy),
         "val_accuracy": win.val_accuracy, "selection": picked_by, "folds": folds,
+        "finalist_pick": config.finalist_pick,
         "winner": win.architecture,
         "budget_s": config.budget_s, "wall_s": state.spent(),
         "hand_baseline_test_error_pct": None if base is None else 100 * (1 - base.test_accuracy),
@@ -238,6 +240,16 @@ def _paired(win: FinalResult, base: FinalResult | None) -> PairedErrors | None:
     if any(r.test_accuracy < 1 and not r.test_wrong for r in (win, base)):
         return None
     return paired_errors(win.test_wrong, base.test_wrong)
+
+
+def _pick_sentence(pick: str) -> str:
+    """How the finalists were picked from the search's ranking ('' by reward alone)."""
+    if pick != "heads":
+        return ""
+    return (" The finalists are the best-rewarded design of each classifier head "
+            f"({', '.join(HEADS)}: the softmax on conv features, fully connected layers, global "
+            "average pooling), then the next best by reward: the reward does not rank across "
+            "heads.")  # fmt: skip
 
 
 def _folds_sentence(folds: int) -> str:

@@ -209,7 +209,7 @@ def _final_pool(state: DesignState, data, ranked: list[tuple[str, float]]) -> li
         if len(accepted) == config.finalists:
             break
     accepted += [c for _, c in sorted(dear, key=lambda t: t[0])][: config.finalists - len(accepted)]
-    accepted.sort(key=lambda c: int(c.name.split()[-1]))  # search-reward order
+    accepted.sort(key=lambda c: int(c.name.split()[-1]))  # the pick's order
     pool = [*baseline_candidates(config)]
     for i, c in enumerate(accepted, 1):
         pool.append(dataclasses.replace(c, name=f"design {i}"))

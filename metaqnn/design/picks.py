@@ -1,0 +1,76 @@
+"""How the final phase picks its finalists from the search's ranking.
+
+``reward``: the best designs by search reward (MetaQNN's way).
+
+``heads``: first the best design of each classifier head (the softmax on conv features,
+fully connected layers, or global average pooling), the heads in the order of their best
+reward; then the rest by reward. On digits the GTN reward does not rank across heads: in the
+twelve cross-validated 5-minute demo runs of experiments/RESULTS.md, every finalist had its
+softmax on conv features, the best-rewarded FC design ranked 71st-205th and the best GAP
+design 252nd-356th; trained with the final recipe, one of those two was ahead of every
+finalist by cross-validated accuracy in 6 of the 12 runs and level in 1. Cross-validation on
+real data then decides among heads, which the reward could not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from envs.layers import Architecture, FullyConnected, GlobalAvgPool
+from metaqnn.errors import ConfigError
+
+#: The heads, in the order they are named in reports.
+HEADS = ("conv", "FC", "GAP")
+
+
+def head(arch: Architecture | str) -> str:
+    """The classifier head of ``arch``: ``GAP`` with global average pooling, ``FC`` with a
+    fully connected layer, else ``conv`` (the softmax reads conv or pooling features)."""
+    layers = Architecture.parse(arch).layers if isinstance(arch, str) else arch.layers
+    if any(isinstance(ly, GlobalAvgPool) for ly in layers):
+        return "GAP"
+    if any(isinstance(ly, FullyConnected) for ly in layers):
+        return "FC"
+    return "conv"
+
+
+Ranked = list[tuple[str, float]]
+
+
+def by_reward(ranked: Iterable[tuple[str, float]]) -> Ranked:
+    """The ranking as it is: best search reward first."""
+    return list(ranked)
+
+
+def heads_first(ranked: Iterable[tuple[str, float]]) -> Ranked:
+    """The best design of each head first (in ranking order), then the rest in ranking order."""
+    ranked = list(ranked)
+    seen: set[str] = set()
+    first: list[int] = []
+    for i, (arch, _) in enumerate(ranked):
+        h = head(arch)
+        if h not in seen:
+            seen.add(h)
+            first.append(i)
+    chosen = set(first)
+    return [ranked[i] for i in first] + [r for i, r in enumerate(ranked) if i not in chosen]
+
+
+#: Pick name -> how it orders the search's ranking (best first).
+FINALIST_PICKS: dict[str, Callable[[Iterable[tuple[str, float]]], Ranked]] = {
+    "reward": by_reward,
+    "heads": heads_first,
+}
+
+
+def check_pick(name: str) -> None:
+    """Raise :class:`ConfigError` naming ``name`` unless it is a known pick."""
+    if name not in FINALIST_PICKS:
+        raise ConfigError(f"unknown finalist pick {name!r}; choose from "
+                          f"{', '.join(FINALIST_PICKS)}")  # fmt: skip
+
+
+def order(name: str, ranked: Iterable[tuple[str, float]]) -> Ranked:
+    """``ranked`` (architecture, reward; best first) in the order pick ``name`` takes them."""
+    check_pick(name)
+    return FINALIST_PICKS[name](ranked)
