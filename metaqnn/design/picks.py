@@ -2,9 +2,9 @@
 
 ``reward``: the best designs by search reward (MetaQNN's way).
 
-``heads``: first the best design of each classifier head (the softmax on conv features,
-fully connected layers, or global average pooling), the heads in the order of their best
-reward; then the rest by reward. On digits the GTN reward does not rank across heads: in the
+``heads``: round robin over the classifier heads (the softmax on conv features, fully
+connected layers, or global average pooling): the best design of each head, the heads in the
+order of their best reward, then the second best of each, and so on. On digits the GTN reward does not rank across heads: in the
 twelve cross-validated 5-minute demo runs of experiments/RESULTS.md, every finalist had its
 softmax on conv features, the best-rewarded FC design ranked 71st-205th and the best GAP
 design 252nd-356th; trained with the final recipe, one of those two was ahead of every
@@ -43,17 +43,16 @@ def by_reward(ranked: Iterable[tuple[str, float]]) -> Ranked:
 
 
 def heads_first(ranked: Iterable[tuple[str, float]]) -> Ranked:
-    """The best design of each head first (in ranking order), then the rest in ranking order."""
-    ranked = list(ranked)
-    seen: set[str] = set()
-    first: list[int] = []
-    for i, (arch, _) in enumerate(ranked):
-        h = head(arch)
-        if h not in seen:
-            seen.add(h)
-            first.append(i)
-    chosen = set(first)
-    return [ranked[i] for i in first] + [r for i, r in enumerate(ranked) if i not in chosen]
+    """Round robin over the heads: the best design of each head (the heads in the order of
+    their best reward), then the second best of each, and so on; a head with no designs left
+    drops out. ``ranked`` is best first."""
+    queues: dict[str, list[tuple[str, float]]] = {}
+    for arch, reward in ranked:
+        queues.setdefault(head(arch), []).append((arch, reward))
+    out: list[tuple[str, float]] = []
+    for rank in range(max((len(q) for q in queues.values()), default=0)):
+        out += [q[rank] for q in queues.values() if rank < len(q)]
+    return out
 
 
 #: Pick name -> how it orders the search's ranking (best first).

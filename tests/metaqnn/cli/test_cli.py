@@ -111,7 +111,7 @@ def test_demo_designs_on_digits_beside_the_baselines_then_resumes(capsys, tmp_pa
     assert (root / "teacher" / "checkpoint.pt").exists()
     report = (root / "report.md").read_text()
     assert len(re.findall(r"\| hand: ", report)) == 2  # the baseline rows
-    assert len(re.findall(r"\| design \d", report)) == 3  # the digits preset's finalists
+    assert len(re.findall(r"\| design \d", report)) == 5  # the digits preset's finalists
     assert "5-fold cv acc %" in report  # picked by cross-validation, the preset's
     assert (root / "winner.ts.pt").exists()
     before = (root / "summary.json").read_text()

@@ -46,6 +46,7 @@ def test_a_short_design_on_digits_keeps_its_budget_and_resumes(capsys, tmp_path)
     winner = max(designs, key=lambda f: f["val_accuracy"])
     assert summary["winner"] == winner["architecture"]  # chosen by cross-validation, not test
     assert summary["folds"] == 5 and all(f["folds"] == 5 for f in finals)  # digits' preset
+    assert summary["finalist_pick"] == "heads"
     assert summary["test_error_pct"] == pytest.approx(100 * (1 - winner["test_accuracy"]))
     # the winner against the best baseline, image by image, on the 297 test images
     base = next(f for f in finals if f["architecture"] == summary["hand_baseline"])
@@ -96,6 +97,7 @@ def test_a_budget_too_small_for_one_final_training_is_refused_before_any_work(ca
         (["--budget", "10m", "--agent", "greedy"], "unknown search agent 'greedy'"),
         (["--budget", "10m", "--reward", "flops"], "unknown design reward 'flops'"),
         (["--budget", "10m", "--real-epochs", "0"], "--real-epochs 0"),
+        (["--budget", "10m", "--finalist-pick", "best"], "unknown finalist pick 'best'"),
     ],
 )
 def test_bad_design_options_are_one_line_errors(capsys, tmp_path, argv, words):

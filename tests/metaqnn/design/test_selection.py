@@ -96,7 +96,7 @@ def test_a_fold_whose_training_fails_counts_as_all_wrong(monkeypatch):
 
 def test_folds_and_finalists_default_to_the_preset_and_are_checked():
     digits, mnist = DesignConfig(dataset="digits"), DesignConfig(dataset="mnist")
-    assert (digits.folds, digits.finalists) == (5, 3)
+    assert (digits.folds, digits.finalists) == (5, 5)
     assert (mnist.folds, mnist.finalists) == (0, 3)
     assert digits.plan().final_s == pytest.approx(0.55 * digits.budget_s)  # the preset's shares
     assert DesignConfig(dataset="digits", folds=0).folds == 0
