@@ -170,9 +170,10 @@ def _final_pool(state: DesignState, data, ranked: list[tuple[str, float]]) -> li
 
     Widths come from a FLOPs estimate; each design's epoch is then measured, and a design
     that still costs more than twice its share (deep nets at full resolution cost more than
-    their FLOPs say) gives its place to the next best. A design within the search's cost cap
-    is not narrowed below the cost width, and may cost what the cap allows there. The pool
-    and the measured costs are stored, so a resume trains the same models.
+    their FLOPs say) gives its place to the next best. What the cheaper finalists leave of
+    their shares then widens the narrowed ones, in the pick's order. A design within the
+    search's cost cap is not narrowed below the cost width, and may cost what the cap allows
+    there. The pool and the measured costs are stored, so a resume trains the same models.
     """
     config = state.config
     if config.final_width_divisor is not None:
@@ -210,6 +211,15 @@ def _final_pool(state: DesignState, data, ranked: list[tuple[str, float]]) -> li
             break
     accepted += [c for _, c in sorted(dear, key=lambda t: t[0])][: config.finalists - len(accepted)]
     accepted.sort(key=lambda c: int(c.name.split()[-1]))  # the pick's order
+    # what cheap finalists leave of their shares widens the narrowed ones, in the pick's order
+    slack = share * len(accepted) - sum(costs[c.name] for c in accepted)
+    for i, c in enumerate(accepted):
+        if c.width_divisor > 1 and costs[c.name] + slack > share:  # more than it was allowed
+            wide, seconds = _widen_while_it_fits(config, data, c, costs[c.name],
+                                                 costs[c.name] + slack, taken)  # fmt: skip
+            slack -= seconds - costs[c.name]
+            taken.add(wide.architecture)
+            accepted[i], costs[c.name] = wide, seconds
     pool = [*baseline_candidates(config)]
     for i, c in enumerate(accepted, 1):
         pool.append(dataclasses.replace(c, name=f"design {i}"))

@@ -416,3 +416,34 @@ def test_the_verdict_says_whether_the_winner_beats_ties_or_trails_the_hand_net()
 
     pairs = ((0.9933, 0.9899), (0.9899, 0.9899), (0.9865, 0.9899))
     assert [_outcome(win, base) for win, base in pairs] == ["beats", "ties", "trails"]
+
+
+@pytest.mark.parametrize(("full_cost", "widened"), [(14.0, True), (30.0, False)])
+def test_what_cheap_finalists_leave_widens_a_narrowed_one(tmp_path, monkeypatch, full_cost,
+                                                          widened):  # fmt: skip
+    """Two finalists with shares of 10 s an epoch: the first costs 2 s, so the second may
+    cost up to 18 s, though more than its own share of 10."""
+    from types import SimpleNamespace
+
+    import metaqnn.design.run as design_run
+    from metaqnn.design.pipeline import DesignConfig, DesignState
+
+    config = DesignConfig(dataset="digits", budget_s=350.0 * 4 / 3, finalists=2,
+                          finalist_pick="reward", logdir=str(tmp_path))  # fmt: skip
+    state = DesignState.create(tmp_path, config)
+    state.data["baseline_epoch_costs"] = {n: 10.0 for n in config.preset.baselines}
+    data = SimpleNamespace(spec=SimpleNamespace(input_shape=(1, 8, 8)))
+    cheap = "[C(8,3,1), SM(10)]"
+    narrow, full = (
+        "[C(32,5,1), C(32,5,1), C(32,5,1), SM(10)]",
+        "[C(64,5,1), C(64,5,1), C(64,5,1), SM(10)]",
+    )
+    costs = {full: full_cost, narrow: 5.0}
+    monkeypatch.setattr(design_run, "final_epoch_seconds",
+                        lambda config, data, arch: costs.get(str(arch), 2.0))  # fmt: skip
+    pool = design_run._final_pool(state, data, [(cheap, 0.95), (narrow, 0.9)])
+    share = state.data["final_width"]["design_epoch_share"]
+    assert share == pytest.approx(10.0, rel=0.05)  # full width (14 s) is over its own share
+    design = next(c for c in pool if c.name == "design 2")
+    assert (design.architecture, design.width_divisor) == ((full, 1) if widened else (narrow, 2))
+    assert state.data["final_width"]["epoch_costs"]["design 2"] == (full_cost if widened else 5.0)
