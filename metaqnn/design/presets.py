@@ -77,12 +77,11 @@ PRESETS: dict[str, DatasetPreset] = {
         # designs apart, so the winner is picked by 5-fold cross-validation over all 1,500
         # labelled images. That costs 6.25 epochs per epoch of the recipe, so the final phase
         # gets 55 % of the budget. The GTN reward ranks designs with FC or GAP heads far below
-        # conv-headed ones that train no better (its best GAP designs ranked 250th-356th;
-        # three of them average 0.39-0.62 % test error over 6 training seeds against 0.95 %
-        # for conv-conv-pool-fc), so the 5 finalists take the heads in turn (conv, FC, GAP,
-        # conv, FC in the order of their best reward) and cross-validation picks among them:
-        # over 13 earlier demo searches (offline) that beat or tied the best hand net in 9,
-        # against 6 with one finalist per head and 2 of 12 by reward alone.
+        # conv-headed ones that train no better (its best GAP designs ranked 252nd-511th), so
+        # the 5 finalists take the heads in turn and cross-validation picks among them: over
+        # 15 stored demo searches (offline) the winner beat or tied the best hand net in 9
+        # (mean test error 0.81 % against 0.79 %), against 7 with one finalist per head and 2
+        # of 12 by reward alone (1.29 %).
         finalists=5,
         finalist_pick="heads",
         folds=5,
