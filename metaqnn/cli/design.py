@@ -28,9 +28,10 @@ def configure_design(p: argparse.ArgumentParser) -> None:
                    "3)")  # fmt: skip
     p.add_argument("--finalist-pick", default=None, metavar="PICK",
                    help="how the finalists are picked from the search's ranking: reward (the "
-                   "best by search reward) or heads (the best design of each classifier "
-                   "head first: conv, FC, GAP); default: the dataset's, heads for digits, "
-                   "else reward")  # fmt: skip
+                   "best by search reward) or heads (the classifier heads conv, FC and GAP "
+                   "in turn: the best-rewarded design of each, then the second best of "
+                   "each, ...); default: the dataset's, heads for digits, else "
+                   "reward")  # fmt: skip
     p.add_argument("--folds", type=int, default=None,
                    help="pick the winner by k-fold cross-validation over training and "
                    "validation images, then refit each model on all of them (0: by the "

@@ -44,7 +44,7 @@ def by_reward(ranked: Iterable[tuple[str, float]]) -> Ranked:
     return list(ranked)
 
 
-def heads_first(ranked: Iterable[tuple[str, float]]) -> Ranked:
+def heads_in_turn(ranked: Iterable[tuple[str, float]]) -> Ranked:
     """Round robin over the heads: the best design of each head (the heads in the order of
     their best reward), then the second best of each, and so on; a head with no designs left
     drops out. ``ranked`` is best first."""
@@ -60,7 +60,7 @@ def heads_first(ranked: Iterable[tuple[str, float]]) -> Ranked:
 #: Pick name -> how it orders the search's ranking (best first).
 FINALIST_PICKS: dict[str, Callable[[Iterable[tuple[str, float]]], Ranked]] = {
     "reward": by_reward,
-    "heads": heads_first,
+    "heads": heads_in_turn,
 }
 
 

@@ -111,7 +111,7 @@ class DesignConfig:
     finalist_pick: str | None = None
     """How the finalists are picked from the search's ranking (None: the dataset preset's):
     a key of :data:`metaqnn.design.picks.FINALIST_PICKS`, ``reward`` (the best by search
-    reward) or ``heads`` (the best of each classifier head first)."""
+    reward) or ``heads`` (the classifier heads in turn)."""
     folds: int | None = None
     """How the final phase picks the winner (None: the dataset preset's): 0 or 1, by
     validation accuracy; k of 2 or more, by k-fold cross-validation over the training and

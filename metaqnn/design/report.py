@@ -246,10 +246,10 @@ def _pick_sentence(pick: str) -> str:
     """How the finalists were picked from the search's ranking ('' by reward alone)."""
     if pick != "heads":
         return ""
-    return (" The finalists are the best-rewarded design of each classifier head "
-            f"({', '.join(HEADS)}: the softmax on conv features, fully connected layers, global "
-            "average pooling), then the next best by reward: the reward does not rank across "
-            "heads.")  # fmt: skip
+    return (" The finalists take the classifier heads in turn: the best-rewarded design of "
+            f"each head ({', '.join(HEADS)}: the softmax on conv features, fully connected "
+            "layers, global average pooling), then the second best of each, and so on; the "
+            "reward does not rank across heads.")  # fmt: skip
 
 
 def _folds_sentence(folds: int) -> str:

@@ -56,6 +56,7 @@ def test_a_short_design_on_digits_keeps_its_budget_and_resumes(capsys, tmp_path)
     assert paired["only_b"] + paired["both"] == len(base["test_wrong"])
     report = (run / "report.md").read_text()
     assert "5-fold cv acc %" in report and "exact McNemar p =" in report
+    assert "classifier heads in turn" in report  # digits' finalist pick
     assert "hand: conv-conv-pool-fc" in report and "hand: two wide convs" in report
     assert "(winner)" in report
     for name in ("winner.pt", "winner.ts.pt", "anytime.png", "reward_vs_final.png"):
