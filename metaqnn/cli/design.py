@@ -24,8 +24,8 @@ def configure_design(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="fp32", help="final training: fp32, or bf16 "
                    "autocast (faster on GPUs and on CPUs with AMX / AVX-512 BF16)")  # fmt: skip
     p.add_argument("--finalists", type=int, default=None,
-                   help="best designs trained at full width (default: the dataset's, "
-                   "3)")  # fmt: skip
+                   help="designs trained at full width (default: the dataset's, 5 for "
+                   "digits, else 3)")  # fmt: skip
     p.add_argument("--finalist-pick", default=None, metavar="PICK",
                    help="how the finalists are picked from the search's ranking: reward (the "
                    "best by search reward) or heads (the classifier heads conv, FC and GAP "

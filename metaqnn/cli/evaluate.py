@@ -64,8 +64,10 @@ def checkpoint_data(args: argparse.Namespace, ckpt: Any, *, split: str = "test")
     Returns:
         The :class:`metaqnn.core.data.Dataset`.
     """
+    from metaqnn.design.selection import selects_by_folds
+
     folds = (ckpt.metrics or {}).get("folds") or 0
-    if split == "val" and isinstance(folds, int) and folds >= 2:
+    if split == "val" and isinstance(folds, int) and selects_by_folds(folds):
         raise ConfigError(f"{ckpt.path} was picked by {folds}-fold cross-validation and then "
                           "refitted on its validation images too, so its validation accuracy "
                           "would be training accuracy: evaluate the test split (its "

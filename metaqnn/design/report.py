@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from metaqnn.design.budget import format_duration
 from metaqnn.design.finals import FinalResult, epochs_label
 from metaqnn.design.picks import HEADS
+from metaqnn.design.selection import selects_by_folds
 from metaqnn.evaluation.paired import PairedErrors, paired_errors
 from metaqnn.markdown import markdown_table
 from metaqnn.runinfo import run_metadata
@@ -27,7 +28,7 @@ _LABEL = {"gtn": "GTN", "real": "real-data"}
 def selection_label(folds: int, short: bool = False) -> str:
     """What the winner is picked by: ``validation accuracy`` or ``5-fold cross-validated
     accuracy`` (``short``: ``val acc`` or ``5-fold cv acc``)."""
-    if folds >= 2:
+    if selects_by_folds(folds):
         return f"{folds}-fold cv acc" if short else f"{folds}-fold cross-validated accuracy"
     return "val acc" if short else "validation accuracy"
 
@@ -254,7 +255,7 @@ def _pick_sentence(pick: str) -> str:
 
 def _folds_sentence(folds: int) -> str:
     """How the models were measured with cross-validation ('' without it)."""
-    if folds < 2:
+    if not selects_by_folds(folds):
         return ""
     return (f" Every model, baselines included, was cross-validated over {folds} folds of the "
             "training and validation images together (each image held out once) and then "
