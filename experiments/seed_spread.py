@@ -118,7 +118,9 @@ def run(config: Config, ctx: Context) -> Outcome:
         f"# Seed spread of the final recipe on {config.dataset}", "",
         f"Each architecture trained {config.seeds} times ({config.epochs} epochs of "
         f"`{config.recipe}`, seeds 0-{config.seeds - 1}) on {trained_on} ({len(train)} "
-        f"images), tested on {images} images (one image: {100 / images:.2f} points).", "",
+        f"images), tested on {images} images (one image: {100 / images:.2f} points). The "
+        "interval holds the training seed's noise only: every row is tested on the same "
+        "images, so a gap between rows is not shown to hold on other test images.", "",
         *table, "",
         f"Machine: {machine['device_name']}, torch {machine['torch']}, commit "
         f"{machine['git_commit']}; {time.perf_counter() - start_all:.0f} s.",
