@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from metaqnn.cli.options import torch_device
+from metaqnn.design import picks
 
 
 def configure_design(p: argparse.ArgumentParser) -> None:
@@ -27,10 +28,8 @@ def configure_design(p: argparse.ArgumentParser) -> None:
                    help="designs trained at full width (default: the dataset's, 5 for "
                    "digits, else 3)")  # fmt: skip
     p.add_argument("--finalist-pick", default=None, metavar="PICK",
-                   help="how the finalists are picked from the search's ranking: reward (the "
-                   "best by search reward) or heads (the classifier heads conv, FC and GAP "
-                   "in turn: the best-rewarded design of each, then the second best of "
-                   "each, ...); default: the dataset's, heads for digits, else "
+                   help="how the finalists are picked from the search's ranking: "
+                   f"{picks.help_text()}; default: the dataset's, heads for digits, else "
                    "reward")  # fmt: skip
     p.add_argument("--folds", type=int, default=None,
                    help="pick the winner by k-fold cross-validation over training and "

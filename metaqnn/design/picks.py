@@ -17,6 +17,7 @@ heads, which the reward could not.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from envs.layers import Architecture, FullyConnected, GlobalAvgPool
 from metaqnn.errors import ConfigError
@@ -57,10 +58,28 @@ def heads_in_turn(ranked: Iterable[tuple[str, float]]) -> Ranked:
     return out
 
 
-#: Pick name -> how it orders the search's ranking (best first).
-FINALIST_PICKS: dict[str, Callable[[Iterable[tuple[str, float]]], Ranked]] = {
-    "reward": by_reward,
-    "heads": heads_in_turn,
+@dataclass(frozen=True)
+class FinalistPick:
+    """One way to pick finalists: how it orders the ranking, what ``--help`` says of it, and
+    the sentence the report adds ('' for none)."""
+
+    order: Callable[[Iterable[tuple[str, float]]], Ranked]
+    help: str
+    sentence: str = ""
+
+
+#: Pick name -> how it orders the search's ranking (best first), and how it is described.
+FINALIST_PICKS: dict[str, FinalistPick] = {
+    "reward": FinalistPick(by_reward, "the best by search reward"),
+    "heads": FinalistPick(
+        heads_in_turn,
+        f"the classifier heads {', '.join(HEADS)} in turn: the best-rewarded design of each, "
+        "then the second best of each, ...",
+        " The finalists take the classifier heads in turn: the best-rewarded design of each "
+        f"head ({', '.join(HEADS)}: the softmax on conv features, fully connected layers, "
+        "global average pooling), then the second best of each, and so on; the reward does "
+        "not rank across heads.",
+    ),
 }
 
 
@@ -74,4 +93,15 @@ def check_pick(name: str) -> None:
 def order(name: str, ranked: Iterable[tuple[str, float]]) -> Ranked:
     """``ranked`` (architecture, reward; best first) in the order pick ``name`` takes them."""
     check_pick(name)
-    return FINALIST_PICKS[name](ranked)
+    return FINALIST_PICKS[name].order(ranked)
+
+
+def sentence(name: str) -> str:
+    """What the report says of how pick ``name`` took the finalists ('' for nothing)."""
+    check_pick(name)
+    return FINALIST_PICKS[name].sentence
+
+
+def help_text() -> str:
+    """Every pick and what it does, for ``--help``."""
+    return "; ".join(f"{name} ({p.help})" for name, p in FINALIST_PICKS.items())

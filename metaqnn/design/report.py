@@ -9,9 +9,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from metaqnn.design import picks
 from metaqnn.design.budget import format_duration
 from metaqnn.design.finals import FinalResult, epochs_label
-from metaqnn.design.picks import HEADS
 from metaqnn.design.selection import selects_by_folds
 from metaqnn.evaluation.paired import PairedErrors, paired_errors
 from metaqnn.markdown import markdown_table
@@ -173,7 +173,7 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
         f"The {config.agent} search ran at widths / {config.divisor} with the "
         f"{_LABEL[config.reward]} reward "
         f"({_search_sentence(search)}).{_cost_sentence(state.data.get('cost_cap'))}"
-        f"{_pick_sentence(config.finalist_pick)}{_folds_sentence(folds)}",
+        f"{picks.sentence(config.finalist_pick)}{_folds_sentence(folds)}",
         "",
         "| phase | spent |",
         "|---|---|",
@@ -241,16 +241,6 @@ def _paired(win: FinalResult, base: FinalResult | None) -> PairedErrors | None:
     if any(r.test_accuracy < 1 and not r.test_wrong for r in (win, base)):
         return None
     return paired_errors(win.test_wrong, base.test_wrong)
-
-
-def _pick_sentence(pick: str) -> str:
-    """How the finalists were picked from the search's ranking ('' by reward alone)."""
-    if pick != "heads":
-        return ""
-    return (" The finalists take the classifier heads in turn: the best-rewarded design of "
-            f"each head ({', '.join(HEADS)}: the softmax on conv features, fully connected "
-            "layers, global average pooling), then the second best of each, and so on; the "
-            "reward does not rank across heads.")  # fmt: skip
 
 
 def _folds_sentence(folds: int) -> str:

@@ -59,3 +59,14 @@ def test_a_run_from_before_picks_resumes_by_reward(tmp_path):
     assert state.data["config"]["finalist_pick"] == "heads"  # stored as in force
     state.data["config"].pop("finalist_pick")  # what a run before picks stored
     assert state.config.finalist_pick == "reward"
+
+
+def test_every_pick_describes_itself_for_help_and_report():
+    from metaqnn.design import picks
+
+    assert all(p.help for p in FINALIST_PICKS.values())
+    assert picks.sentence("reward") == ""
+    assert "heads in turn" in picks.sentence("heads") and "GAP" in picks.sentence("heads")
+    assert picks.help_text().startswith("reward (the best by search reward); heads (")
+    with pytest.raises(ConfigError, match="unknown finalist pick 'x'"):
+        picks.sentence("x")
