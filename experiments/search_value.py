@@ -164,7 +164,8 @@ def _baseline(config: Config, name: str, seed: int, ctx: Context) -> dict:
         return {"row": name, "seed": seed, **done}
     data = load_dataset(config.dataset, root=ctx.data_root, device=ctx.device, seed=seed)
     result = train_final(candidate, data, train, FINAL_NET, ctx.device, path,
-                         progress=ctx.progress)  # fmt: skip
+                         progress=ctx.progress,
+                         split={"seed": seed, "val_size": len(data.val)})  # fmt: skip
     return {"row": name, "seed": seed, "test_error_pct": 100 * (1 - result.test_accuracy),
             "val_accuracy": result.val_accuracy, "winner": result.architecture,
             "wall_s": result.wall_s}  # fmt: skip

@@ -160,13 +160,16 @@ def train_final(
     progress: bool,
     folds: int = 0,
     config_for: Callable[[int], TrainConfig] | None = None,
+    split: dict[str, int] | None = None,
 ) -> FinalResult:
     """Train ``candidate`` with ``config``, measure it for selection (validation accuracy, or
     with ``folds`` of 2 or more the cross-validated accuracy of :mod:`.selection`), test it,
     save its checkpoint at ``out``.
 
     ``config_for(n)``: the recipe for ``n`` training images, where it depends on them (a
-    budget of steps); default ``config`` for any number.
+    budget of steps); default ``config`` for any number. ``split``: ``{"seed", "val_size"}``
+    that split ``data``, recorded in the checkpoint so that ``metaqnn evaluate`` rebuilds
+    the same validation images.
     """
     arch = Architecture.parse(candidate.architecture)
     start = time.perf_counter()
@@ -184,7 +187,7 @@ def train_final(
     }  # fmt: skip
     save_checkpoint(
         out, architecture=arch, net_config=net, train_config=recipe(measured.train_size),
-        dataset=data.name,
+        dataset=data.name, split=split,
         input_shape=data.spec.input_shape, state_dict=result.state_dict(), metrics=metrics,
     )  # fmt: skip
     ok = result.status == "ok"

@@ -297,8 +297,8 @@ def _finals(state: DesignState, data, pool: list[Candidate], *, progress: bool) 
             state.save()
             continue
         result = train_final(c, data, train, FINAL_NET, config.device, finals / f"{c.slug}.pt",
-                             progress=progress, folds=config.folds,
-                             config_for=config_for)  # fmt: skip
+                             progress=progress, folds=config.folds, config_for=config_for,
+                             split={"seed": config.seed, "val_size": len(data.val)})  # fmt: skip
         done[c.name] = dataclasses.asdict(result)
         state.add_time("final", result.wall_s)
         measure = f"{config.folds}-fold cv" if result.folds else "val"

@@ -169,8 +169,12 @@ def test_a_partial_last_pass_counts_as_a_fraction_of_an_epoch(tmp_path):
     candidate = Candidate(name="hand: tiny", kind="baseline", architecture=arch,
                           search_reward=None)  # fmt: skip
     result = train_final(candidate, data, config, NetConfig(), "cpu", tmp_path / "m.pt",
-                         progress=False)  # fmt: skip
+                         progress=False, split={"seed": 7, "val_size": 32})  # fmt: skip
     assert result.epochs == 1.5
+    # the checkpoint says which split held out the validation images, for `metaqnn evaluate`
+    from metaqnn.core.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "m.pt").split == {"seed": 7, "val_size": 32}
 
 
 def test_every_preset_has_buildable_baselines():
