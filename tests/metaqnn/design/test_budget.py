@@ -362,14 +362,18 @@ def test_a_design_the_time_left_cannot_train_is_skipped_and_retried_on_resume(
     ]
     trained = []
 
-    def fake_train(c, data, train, net, device, out, *, progress, folds=0, config_for=None):
+    def fake_train(
+        c, data, train, net, device, out, *, progress, folds=0, config_for=None, split=None
+    ):
         trained.append(c.name)
         seconds = train.epochs * costs[c.name] * (4 if c.name == "design 1" else 1)
         return FinalResult(c.name, c.kind, c.architecture, c.search_reward, "ok", 0.9, 0.9,
                            100, train.epochs, seconds, str(out))  # fmt: skip
 
     monkeypatch.setattr(design_run, "train_final", fake_train)
-    data = SimpleNamespace(spec=SimpleNamespace(input_shape=(1, 8, 8)), train=range(1200))
+    data = SimpleNamespace(
+        spec=SimpleNamespace(input_shape=(1, 8, 8)), train=range(1200), val=range(300)
+    )
     results = design_run._finals(state, data, pool, progress=False)
     # spent: 500 + 20 + 400 = 920; design 2 needs 2 x 100 x 4 (the median error, 4 / 1 -> 4)
     assert trained == ["hand", "design 1"]
