@@ -29,7 +29,7 @@ from experiments.common.teachers import with_config
 from experiments.harness import REPO_ROOT, Context, Outcome, main
 from gtn.pretrained import PRETRAINED
 from metaqnn.core.checkpoint import load_checkpoint
-from metaqnn.core.data import load_dataset
+from metaqnn.core.data import load_dataset, split_record
 from metaqnn.core.training import TrainConfig
 from metaqnn.design.budget import format_duration
 from metaqnn.design.finals import Candidate, train_final
@@ -165,7 +165,7 @@ def _baseline(config: Config, name: str, seed: int, ctx: Context) -> dict:
     data = load_dataset(config.dataset, root=ctx.data_root, device=ctx.device, seed=seed)
     result = train_final(candidate, data, train, FINAL_NET, ctx.device, path,
                          progress=ctx.progress,
-                         split={"seed": seed, "val_size": len(data.val)})  # fmt: skip
+                         split=split_record(data, seed))  # fmt: skip
     return {"row": name, "seed": seed, "test_error_pct": 100 * (1 - result.test_accuracy),
             "val_accuracy": result.val_accuracy, "winner": result.architecture,
             "wall_s": result.wall_s}  # fmt: skip

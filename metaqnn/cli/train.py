@@ -54,6 +54,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from metaqnn.core.checkpoint import save_checkpoint
+    from metaqnn.core.data import split_record
     from metaqnn.core.divergence import divergence
     from metaqnn.core.limits import active_limits
     from metaqnn.core.outputs import check_output_path
@@ -110,7 +111,7 @@ def _train(args: argparse.Namespace) -> int:
     save_checkpoint(
         out, architecture=arch, net_config=net_config, train_config=config, dataset=data.name,
         input_shape=data.spec.input_shape, state_dict=result.state_dict(), metrics=metrics,
-        split={"seed": args.seed, "val_size": len(data.val)},
+        split=split_record(data, args.seed),
     )  # fmt: skip
     print(f"architecture   {arch}")
     print(f"dataset        {data.source}: {len(data.train)} train, {len(data.val)} val, "

@@ -178,6 +178,13 @@ def _unit(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.to(device, torch.float32, copy=True)
 
 
+def split_record(data: Dataset, seed: int) -> dict[str, int]:
+    """How ``data`` was split, as a checkpoint records it: the ``seed`` given to
+    :func:`load_dataset` and the validation size, from which ``metaqnn evaluate`` rebuilds the
+    same validation images."""
+    return {"seed": int(seed), "val_size": len(data.val)}
+
+
 def load_dataset(
     name: str,
     *,

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from envs.layers import Architecture
 from envs.space import get_space
+from metaqnn.core.data import split_record
 from metaqnn.core.export import export_checkpoint
 from metaqnn.core.training import TrainConfig
 from metaqnn.design.budget import format_duration
@@ -298,7 +299,7 @@ def _finals(state: DesignState, data, pool: list[Candidate], *, progress: bool) 
             continue
         result = train_final(c, data, train, FINAL_NET, config.device, finals / f"{c.slug}.pt",
                              progress=progress, folds=config.folds, config_for=config_for,
-                             split={"seed": config.seed, "val_size": len(data.val)})  # fmt: skip
+                             split=split_record(data, config.seed))  # fmt: skip
         done[c.name] = dataclasses.asdict(result)
         state.add_time("final", result.wall_s)
         measure = f"{config.folds}-fold cv" if result.folds else "val"
