@@ -61,6 +61,12 @@ def test_a_short_design_on_digits_keeps_its_budget_and_resumes(capsys, tmp_path)
     assert "(winner)" in report
     for name in ("winner.pt", "winner.ts.pt", "anytime.png", "reward_vs_final.png"):
         assert (run / name).is_file(), name
+    # the winner's checkpoint records the split its validation images came from (seed 0)
+    from metaqnn.core.checkpoint import load_checkpoint
+    from metaqnn.core.data import get_spec
+
+    want = {"seed": 0, "val_size": get_spec("digits").default_val_size}
+    assert load_checkpoint(run / "winner.pt").split == want
     # the export loads in plain torch, without this package
     code = (
         "import sys, torch; m = torch.jit.load(sys.argv[1]); "
