@@ -208,7 +208,7 @@ def test_the_flops_cap_shares_what_the_baselines_leave():
 def test_a_finalist_that_costs_too_much_gives_its_place_and_the_pool_is_kept(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    import metaqnn.design.run as design_run
+    import metaqnn.design.final_pool as pool_module
     from metaqnn.design.pipeline import DesignConfig, DesignState
 
     config = DesignConfig(dataset="digits", budget_s=1000.0, finalists=2, logdir=str(tmp_path),
@@ -224,15 +224,15 @@ def test_a_finalist_that_costs_too_much_gives_its_place_and_the_pool_is_kept(tmp
         measured.append(str(arch))
         return 1000.0 if str(arch).count("C(64") == 3 else 1.0
 
-    monkeypatch.setattr(design_run, "final_epoch_seconds", fake_epoch)
-    pool = design_run._final_pool(state, data, ranked)
+    monkeypatch.setattr(pool_module, "final_epoch_seconds", fake_epoch)
+    pool = pool_module.final_pool(state, data, ranked)
     designs = [c for c in pool if c.kind == "design"]
     assert [c.architecture for c in designs] == [ranked[1][0], ranked[2][0]]
     assert [c.name for c in designs] == ["design 1", "design 2"]
     assert len(measured) == 3
     # a resume trains the same pool without measuring again
-    monkeypatch.setattr(design_run, "final_epoch_seconds", lambda *a, **k: 1 / 0)
-    again = design_run._final_pool(DesignState.open(tmp_path), data, ranked)
+    monkeypatch.setattr(pool_module, "final_epoch_seconds", lambda *a, **k: 1 / 0)
+    again = pool_module.final_pool(DesignState.open(tmp_path), data, ranked)
     assert again == pool
 
 
@@ -393,7 +393,7 @@ def test_a_design_the_flops_estimate_narrowed_is_widened_when_its_measured_epoch
     designs whose measured epoch, at full width, fits the share (4 s here, of 10)."""
     from types import SimpleNamespace
 
-    import metaqnn.design.run as design_run
+    import metaqnn.design.final_pool as pool_module
     from metaqnn.design.pipeline import DesignConfig, DesignState
 
     config = DesignConfig(dataset="digits", budget_s=350.0, finalists=1, logdir=str(tmp_path))
@@ -411,8 +411,8 @@ def test_a_design_the_flops_estimate_narrowed_is_widened_when_its_measured_epoch
         measured.append(str(arch))
         return full_cost if str(arch) == full else 5.0
 
-    monkeypatch.setattr(design_run, "final_epoch_seconds", fake_epoch)
-    (design,) = [c for c in design_run._final_pool(state, data, [(narrow, 0.9)])
+    monkeypatch.setattr(pool_module, "final_epoch_seconds", fake_epoch)
+    (design,) = [c for c in pool_module.final_pool(state, data, [(narrow, 0.9)])
                  if c.kind == "design"]  # fmt: skip
     assert measured == [narrow, full]  # narrowed by FLOPs first, then the full width measured
     assert (design.architecture, design.width_divisor) == ((full, 1) if widened else (narrow, 2))
@@ -433,7 +433,7 @@ def test_what_cheap_finalists_leave_widens_a_narrowed_one(tmp_path, monkeypatch,
     cost up to 18 s, though more than its own share of 10."""
     from types import SimpleNamespace
 
-    import metaqnn.design.run as design_run
+    import metaqnn.design.final_pool as pool_module
     from metaqnn.design.pipeline import DesignConfig, DesignState
 
     config = DesignConfig(dataset="digits", budget_s=350.0 * 4 / 3, finalists=2,
@@ -447,9 +447,9 @@ def test_what_cheap_finalists_leave_widens_a_narrowed_one(tmp_path, monkeypatch,
         "[C(64,5,1), C(64,5,1), C(64,5,1), SM(10)]",
     )
     costs = {full: full_cost, narrow: 5.0}
-    monkeypatch.setattr(design_run, "final_epoch_seconds",
+    monkeypatch.setattr(pool_module, "final_epoch_seconds",
                         lambda config, data, arch: costs.get(str(arch), 2.0))  # fmt: skip
-    pool = design_run._final_pool(state, data, [(cheap, 0.95), (narrow, 0.9)])
+    pool = pool_module.final_pool(state, data, [(cheap, 0.95), (narrow, 0.9)])
     share = state.data["final_width"]["design_epoch_share"]
     assert share == pytest.approx(10.0, rel=0.05)  # full width (14 s) is over its own share
     design = next(c for c in pool if c.name == "design 2")

@@ -187,7 +187,7 @@ def test_a_design_within_the_cap_is_never_trained_narrower_than_the_cost_width()
 
 
 def test_the_final_pool_lets_a_design_cost_what_the_cap_allows(capsys, monkeypatch, tmp_path):
-    import metaqnn.design.run as design_run
+    import metaqnn.design.final_pool as pool_module
 
     config = DesignConfig(dataset="mnist", budget_s=1.0, finalists=1, logdir=str(tmp_path))
     state = DesignState.create(tmp_path, config)
@@ -201,8 +201,8 @@ def test_the_final_pool_lets_a_design_cost_what_the_cap_allows(capsys, monkeypat
     def fake_epoch(config, data, arch):
         return 1e-8 * forward_flops(Architecture.parse(arch).layers, **SHAPE)
 
-    monkeypatch.setattr(design_run, "final_epoch_seconds", fake_epoch)
-    pool = design_run._final_pool(state, data, [(within, 0.9)])
+    monkeypatch.setattr(pool_module, "final_epoch_seconds", fake_epoch)
+    pool = pool_module.final_pool(state, data, [(within, 0.9)])
     design = next(c for c in pool if c.kind == "design")
     # no time left for more than the cheapest baseline's 8.5 MFLOPs, yet the design keeps
     # the cost width, and its 31 MFLOPs epoch is not refused as too dear
@@ -213,14 +213,14 @@ def test_the_final_pool_lets_a_design_cost_what_the_cap_allows(capsys, monkeypat
 
 
 def test_an_old_design_run_loads_without_a_cap(tmp_path):
-    import metaqnn.design.run as design_run
+    import metaqnn.design.final_pool as pool_module
 
     run = tmp_path / "old"
     run.mkdir()
     shutil.copyfile(REPO / "experiments/artifacts/design_mnist/design.json", run / "design.json")
     state = DesignState.open(run)
     assert state.config.dataset == "mnist" and state.config.cost_multiple is None
-    assert design_run._cost_cap(state) is None
+    assert pool_module.cost_cap(state) is None
 
 
 def _half(arch: Architecture) -> float:
