@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from envs.layers import Architecture, Conv, Softmax
-from envs.space import SearchSpace, get_space
+from envs.space import SearchSpace
 from metaqnn.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -73,14 +73,6 @@ def names(text: str | None, registry: dict[str, Any], what: str) -> tuple[str, .
         if name not in registry:
             raise ConfigError(f"unknown {what} {name!r}; choose from {', '.join(registry)}")
     return listed
-
-
-def space_of(name: str, **overrides: object) -> SearchSpace:
-    """A search-space preset by name; an unknown name is a one-line error."""
-    try:
-        return get_space(name, **overrides)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
 
 
 def parse_architecture(text: str) -> Architecture:
@@ -222,24 +214,6 @@ def check_size(arch: Architecture, dataset: str, limits: ArchitectureLimits) -> 
         architecture_cost(
             arch, in_channels=spec.channels, input_size=spec.image_size, limits=limits
         )
-
-
-def space_for(name: str, dataset: str) -> SearchSpace:
-    """The preset ``name``, refused when its images or classes are not ``dataset``'s (the
-    ``mnist`` space's rules are for 28x28 images, not ``digits``' 8x8)."""
-    from metaqnn.core.datasets import DATASETS
-
-    space, spec = space_of(name), DATASETS.get(dataset)
-    if spec is not None and (space.input_channels, space.input_size, space.num_classes) != (
-        spec.channels, spec.image_size, spec.num_classes
-    ):  # fmt: skip
-        raise ConfigError(
-            f"--space {name} is for {space.input_channels}x{space.input_size}x"
-            f"{space.input_size} images and {space.num_classes} classes, but {dataset} has "
-            f"{'x'.join(map(str, spec.input_shape))} images and {spec.num_classes} classes: "
-            f"use --space {spec.preset} or another preset of that shape"
-        )
-    return space
 
 
 def check_space_size(space: SearchSpace, limits: ArchitectureLimits) -> None:

@@ -101,7 +101,8 @@ def configure_search(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from metaqnn.cli.options import check_space_size, limits_of, space_for
+    from metaqnn.cli.options import check_space_size, limits_of
+    from metaqnn.core.spaces import space_for
     from metaqnn.search.loop import SearchConfig
 
     args.workers = 1 if args.workers is None else args.workers

@@ -9,7 +9,8 @@ import numpy as np
 
 from envs.graph import count_architectures, state_graph, summarize_state_graph
 from envs.space import RULES
-from metaqnn.cli.options import add_limit_options, limits_of, space_of
+from metaqnn.cli.options import add_limit_options, limits_of
+from metaqnn.core.spaces import space_of
 from metaqnn.markdown import markdown_table
 
 

@@ -19,10 +19,9 @@ from metaqnn.cli.options import (
     load_data,
     net_config_of,
     parse_architecture,
-    space_for,
-    space_of,
     torch_device,
 )
+from metaqnn.core.spaces import space_for, space_of
 from metaqnn.errors import ConfigError
 
 
