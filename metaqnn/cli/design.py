@@ -38,6 +38,10 @@ def configure_design(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width-divisor", type=int, default=None,
                    help="search width: divide filters and FC widths by this (default: the "
                    "dataset's: 16 for MNIST, 2 for digits)")  # fmt: skip
+    p.add_argument("--space", default=None, metavar="PRESET",
+                   help="search-space preset (default: the dataset's, with MetaQNN's rules; "
+                   "mnist-fc14 and fashion-mnist-fc14 allow FC layers on maps of up to "
+                   "14x14, as the hand baselines have them)")  # fmt: skip
     p.add_argument("--score-size", type=int, default=1000,
                    help="validation images per GTN reward (0: all)")  # fmt: skip
     p.add_argument("--shares", default=None, metavar="T,S,F",
@@ -103,6 +107,7 @@ def run_design(args: argparse.Namespace) -> int:
         reward=args.reward, real_epochs=args.real_epochs, baselines=not args.no_baselines,
         final_width_divisor=args.final_width_divisor, cost_multiple=args.cost_multiple,
         cost_width_divisor=args.cost_width_divisor, precision=args.precision,
+        space=args.space,
     )  # fmt: skip
     design(config, progress=not args.no_progress)
     return 0

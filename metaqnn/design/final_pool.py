@@ -8,7 +8,6 @@ import itertools
 import time
 
 from envs.layers import Architecture
-from envs.space import get_space
 from metaqnn.design.cost import CostCap
 from metaqnn.design.final_budget import (
     baseline_epoch_costs,
@@ -110,7 +109,7 @@ def _widen_while_it_fits(config: DesignConfig, data, c: Candidate, seconds: floa
     ``share``: the FLOPs estimate that narrowed it has no fixed costs in it, so on small
     images it narrows designs the time left could train wider. A widening that would repeat
     a model in ``taken`` stops it. Returns the candidate and its epoch seconds."""
-    space = get_space(config.dataset)
+    space = config.full_space()
     while c.width_divisor > 1 and c.search_architecture is not None:
         to = c.width_divisor // 2
         wider = str(rescale(Architecture.parse(c.search_architecture), space, config.divisor, to))

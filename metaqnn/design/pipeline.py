@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from envs.layers import Architecture
-from envs.space import get_space
+from envs.space import SearchSpace, get_space
 from gtn.meta import checkpoint_file, load_meta_checkpoint
 from metaqnn.core.data import Dataset, load_dataset
 from metaqnn.core.nets import NetConfig
 from metaqnn.core.precision import PRECISIONS
 from metaqnn.core.recipes import RECIPES, recipe_config
+from metaqnn.core.spaces import space_for
 from metaqnn.core.training import TrainConfig, steps_per_epoch
 from metaqnn.design.budget import (
     SHARES_GIVEN_TEACHER,
@@ -119,6 +120,9 @@ class DesignConfig:
     precision: str = "fp32"
     """Precision of the final training (finalists, hand baselines and their epoch probes): a
     key of :data:`metaqnn.core.precision.PRECISIONS` (``bf16``: autocast)."""
+    space: str | None = None
+    """Search-space preset (None: the dataset's own; ``fashion-mnist-fc14`` lets FC layers
+    read maps of up to 14x14, where the hand baselines put theirs)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.shares, list):  # read back from JSON
@@ -157,6 +161,8 @@ class DesignConfig:
         ):
             raise ConfigError(f"--cost-multiple {self.cost_multiple} must be a number of at "
                               "least 0 (0: no cost cap)")  # fmt: skip
+        if self.space is not None:
+            space_for(self.space, self.dataset)  # a known preset, for the dataset's images
 
     @property
     def preset(self) -> DatasetPreset:
@@ -168,6 +174,10 @@ class DesignConfig:
         """The search width divisor in force."""
         return self.width_divisor or self.preset.width_divisor
 
+    def full_space(self) -> SearchSpace:
+        """The search space at full width: ``space``, else the dataset's own."""
+        return get_space(self.space or self.dataset)
+
     @property
     def needs_teacher(self) -> bool:
         """Whether the run meta-trains a teacher (a GTN reward and no teacher given)."""
@@ -178,7 +188,7 @@ class DesignConfig:
         preset = self.preset
         multiple = preset.cost_multiple if self.cost_multiple is None else self.cost_multiple
         divisor = cost_width(self.cost_width_divisor or preset.cost_width_divisor, self.divisor)
-        return plan_cost_cap(preset.baselines, get_space(self.dataset), multiple, divisor)
+        return plan_cost_cap(preset.baselines, self.full_space(), multiple, divisor)
 
     @property
     def shares_in_force(self) -> tuple[float, float, float]:
@@ -332,7 +342,7 @@ def teacher_phase(state: DesignState, *, progress: bool) -> Path | None:
     else:
         run = TeacherRun(dataset=config.dataset, data_root=config.data_root,
                          download=config.download, seed=config.seed, logdir=str(run_dir),
-                         **fields)  # fmt: skip
+                         space=config.space, **fields)  # fmt: skip
     start = time.perf_counter()
     try:
         train_teacher(run)
@@ -358,7 +368,7 @@ def design_candidates(config: DesignConfig, ranked: list[tuple[str, float]],
     widest scaling whose forward pass costs at most that, but never narrower than the cost
     width of the search's ``cost`` cap for a design within it. A design that widens into a
     baseline is skipped."""
-    space = get_space(config.dataset)
+    space = config.full_space()
     shape = {"in_channels": space.input_channels, "input_size": space.input_size}
     seen = {c.architecture for c in baseline_candidates(config)}
     n = 0

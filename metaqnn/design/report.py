@@ -170,7 +170,8 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
         f"{'' if config.precision == 'fp32' else f' ({config.precision} autocast)'} for "
         f"{_epochs_text(state.data.get('final_epochs'))}, at full width unless the width column "
         "says otherwise (a design is narrowed when full width cannot train in the time left). "
-        f"The {config.agent} search ran at widths / {config.divisor} with the "
+        f"The {config.agent} search ran in the `{config.full_space().name}` space at widths / "
+        f"{config.divisor} with the "
         f"{_LABEL[config.reward]} reward "
         f"({_search_sentence(search)}).{_cost_sentence(state.data.get('cost_cap'))}"
         f"{picks.sentence(config.finalist_pick)}{_folds_sentence(folds)}",
@@ -199,6 +200,7 @@ def write_report(state: DesignState, results: list[FinalResult], winner: str) ->
         "recipe": config.recipe, "precision": config.precision,
         "final_epochs": state.data.get("final_epochs"),
         "width_divisor": config.divisor, "agent": config.agent, "reward": config.reward,
+        "space": config.full_space().name,
         "cost_cap": state.data.get("cost_cap"),
         "seeds": [config.seed], "spent_s": state.data["spent"],
         "machine": machine["device_name"], "commit": machine["git_commit"],

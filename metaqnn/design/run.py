@@ -138,7 +138,7 @@ def _new_search(state: DesignState, teacher: Path | None, run_dir: Path,
     search, info = sized_search(
         spec, run_dir, agent=config.agent, seconds=left, width_divisor=config.divisor,
         seed=config.seed, max_flops=cost.max_flops if cost else None,
-        flops_width_divisor=cost.width_divisor if cost else 1,
+        flops_width_divisor=cost.width_divisor if cost else 1, space=config.space,
     )  # fmt: skip
     state.data["search"] = info
     state.save()

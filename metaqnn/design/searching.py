@@ -21,7 +21,6 @@ import numpy as np
 
 from envs.cnn_design import CNNDesignEnv, zero_reward
 from envs.layers import Architecture
-from envs.space import get_space
 from metaqnn.errors import ConfigError
 from metaqnn.rewards.spec import RewardSpec, build_reward
 from metaqnn.search.cost import cost_masked, sample
@@ -66,7 +65,8 @@ def check_agent(name: str) -> None:
 
 def sized_search(spec: RewardSpec, run_dir: Path, *, agent: str, seconds: float,
                  width_divisor: int, seed: int, max_flops: float | None = None,
-                 flops_width_divisor: int = 1) -> tuple[Search, dict[str, Any]]:  # fmt: skip
+                 flops_width_divisor: int = 1,
+                 space: str | None = None) -> tuple[Search, dict[str, Any]]:  # fmt: skip
     """A new search in ``run_dir`` whose schedule fits ``seconds``.
 
     The reward is built, timed on distinct random architectures of the space at widths /
@@ -76,6 +76,7 @@ def sized_search(spec: RewardSpec, run_dir: Path, *, agent: str, seconds: float,
     Args:
         max_flops: The search's cost cap (:attr:`SearchConfig.max_flops`; None: none),
             counted at widths / ``flops_width_divisor``.
+        space: The search-space preset (None: the dataset's).
 
     Returns:
         The search (not yet run) and what was measured: ``seconds_per_model``,
@@ -87,16 +88,16 @@ def sized_search(spec: RewardSpec, run_dir: Path, *, agent: str, seconds: float,
     """
     check_agent(agent)
     start = time.perf_counter()
-    config = SearchConfig(reward=spec, width_divisor=width_divisor, seed=seed,
+    config = SearchConfig(reward=spec, width_divisor=width_divisor, seed=seed, space=space,
                           max_flops=max_flops, flops_width_divisor=flops_width_divisor)  # fmt: skip
     reward = build_reward(spec)
-    space = get_space(spec.dataset).scale_widths(width_divisor)
-    env = cost_masked(CNNDesignEnv(space, reward_fn=zero_reward), config)
+    scaled = config.search_space()
+    env = cost_masked(CNNDesignEnv(scaled, reward_fn=zero_reward), config)
     rng = np.random.default_rng(seed + 1)
     # without a cap, as space.sample draws them
     per_model, probes = probe_cost(
         reward.evaluate,
-        lambda: space.sample(rng) if max_flops is None else sample(env, rng),
+        lambda: scaled.sample(rng) if max_flops is None else sample(env, rng),
         PROBE_SHARE * seconds,
     )
     left = seconds - (time.perf_counter() - start)

@@ -229,9 +229,11 @@ def test_observation_encodes_the_state():
     assert np.array_equal(obs, encode_state(env.space, env.state))
 
 
-def test_observation_determines_the_mask():
-    """The observation is Markov: equal observations have equal action masks."""
-    env = CNNDesignEnv("mnist", zero_reward)
+@pytest.mark.parametrize("preset", ["mnist", "mnist-fc14"])
+def test_observation_determines_the_mask(preset):
+    """The observation is Markov: equal observations have equal action masks (with FC
+    allowed up to 14x14 too: 14 is one of that space's size-bin thresholds)."""
+    env = CNNDesignEnv(preset, zero_reward)
     rng = np.random.default_rng(3)
     masks = {}
     for _ in range(200):

@@ -22,7 +22,7 @@ def _witnesses(graph, space):
     return first, last
 
 
-@pytest.mark.parametrize("preset", ["digits", "mnist"])
+@pytest.mark.parametrize("preset", ["digits", "mnist", "mnist-fc14"])
 def test_no_reachable_path_breaks_a_rule_and_masks_are_exact(preset):
     """Walk the full state graph: every legal step keeps every reachable path rule-abiding
     (by the independent reference checker) and every masked-out step breaks a rule.

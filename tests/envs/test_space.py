@@ -139,3 +139,21 @@ def test_action_index_round_trips():
         assert MNIST.action_index(layer) == i
     with pytest.raises(RuleViolation, match="not in search space"):
         MNIST.action_index(Conv(7, 3, 1))
+
+
+def test_the_fc14_spaces_hold_the_hand_nets_that_mnist_rules_out():
+    """PyTorch's MNIST example net (FC on a 14x14 map) and the README's (on 7x7) are, at
+    widths / 2, architectures of mnist-fc14, not of MetaQNN's mnist space; FC on the 28x28
+    input stays ruled out."""
+    pytorch = "[C(64,3,1), C(128,3,1), P(2,2), FC(256), SM(10)]"
+    readme = "[C(64,3,1), P(2,2), C(128,3,1), P(2,2), FC(256), SM(10)]"
+    for preset in ("mnist-fc14", "fashion-mnist-fc14"):
+        space = get_space(preset)
+        assert space.is_valid(Architecture.parse(pytorch)) and space.is_valid(
+            Architecture.parse(readme)
+        )
+        with pytest.raises(RuleViolation, match="fc-needs-small-size"):
+            space.validate("[C(64,3,1), FC(256), SM(10)]")
+    with pytest.raises(RuleViolation, match="fc-needs-small-size"):
+        MNIST.validate(pytorch)
+    assert get_space("mnist-fc14").replace(name="mnist", size_bins=(8, 4), fc_max_size=4) == MNIST

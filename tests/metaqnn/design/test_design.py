@@ -47,6 +47,7 @@ def test_a_short_design_on_digits_keeps_its_budget_and_resumes(capsys, tmp_path)
     assert summary["winner"] == winner["architecture"]  # chosen by cross-validation, not test
     assert summary["folds"] == 5 and all(f["folds"] == 5 for f in finals)  # digits' preset
     assert summary["finalist_pick"] == "heads"
+    assert summary["space"] == "digits"  # the dataset's own space
     assert summary["test_error_pct"] == pytest.approx(100 * (1 - winner["test_accuracy"]))
     # the winner against the best baseline, image by image, on the 297 test images
     base = next(f for f in finals if f["architecture"] == summary["hand_baseline"])
@@ -57,6 +58,7 @@ def test_a_short_design_on_digits_keeps_its_budget_and_resumes(capsys, tmp_path)
     report = (run / "report.md").read_text()
     assert "5-fold cv acc %" in report and "exact McNemar p =" in report
     assert "classifier heads in turn" in report  # digits' finalist pick
+    assert "search ran in the `digits` space" in report
     assert "hand: conv-conv-pool-fc" in report and "hand: two wide convs" in report
     assert "(winner)" in report
     for name in ("winner.pt", "winner.ts.pt", "anytime.png", "reward_vs_final.png"):
