@@ -139,11 +139,8 @@ class SearchSpace:
             raise ValueError(
                 f"SearchSpace.max_fc must be a non-negative integer, got {self.max_fc!r}"
             )
-        _positive_tuple("conv_filters", self.conv_filters)
-        _positive_tuple("conv_kernels", self.conv_kernels)
-        _positive_tuple("conv_strides", self.conv_strides)
-        _positive_tuple("pools", self.pools, width=2)
-        _positive_tuple("fc_widths", self.fc_widths)
+        for name in ("conv_filters", "conv_kernels", "conv_strides", "pools", "fc_widths"):
+            _positive_tuple(name, getattr(self, name), width=2 if name == "pools" else None)
         if self.size_bins and list(self.size_bins) != sorted(set(self.size_bins), reverse=True):
             raise ValueError(
                 f"SearchSpace.size_bins must be strictly descending, got {self.size_bins!r}"
@@ -429,13 +426,10 @@ PRESETS: dict[str, SearchSpace] = {
 PRESETS["fashion-mnist"] = PRESETS["mnist"].replace(name="fashion-mnist")
 PRESETS["svhn"] = PRESETS["cifar10"].replace(name="svhn", max_depth=12)
 PRESETS["cifar100"] = PRESETS["cifar10"].replace(name="cifar100", num_classes=100)
-#: MNIST's grammar with fully connected layers allowed on maps of up to 14x14 (MetaQNN: 4x4),
-#: the size after one 2x2 pool of a 28x28 image; 14 is a size-bin threshold, so the state
-#: still tells where FC is allowed. The hand nets that ``metaqnn design`` compares against
-#: (PyTorch's MNIST example: FC on a 14x14 map; the README net: on 7x7) lie outside the
-#: MetaQNN space and inside this one, at widths / 2.
-PRESETS["mnist-fc14"] = PRESETS["mnist"].replace(name="mnist-fc14", size_bins=(14, 8, 4),
-                                                 fc_max_size=14)  # fmt: skip
+#: MNIST's grammar with FC on maps of up to 14x14 (MetaQNN: 4x4), where the design job's hand
+#: nets have theirs; 14 is a size-bin threshold, so the state still tells where FC is allowed.
+_FC14 = {"size_bins": (14, 8, 4), "fc_max_size": 14}
+PRESETS["mnist-fc14"] = PRESETS["mnist"].replace(name="mnist-fc14", **_FC14)
 PRESETS["fashion-mnist-fc14"] = PRESETS["mnist-fc14"].replace(name="fashion-mnist-fc14")
 #: The tabular benchmark's space (``metaqnn bench``): the MNIST grammar at depth 4 with narrow
 #: convs, two kernels and two FC widths; 1,362 architectures, every one trained.
