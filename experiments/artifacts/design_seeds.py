@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import statistics
 from pathlib import Path
 
 from metaqnn.evaluation.paired import paired_errors
+from metaqnn.search.store import SearchStore
 
 
 def _models(run: Path) -> int | None:
     """Models that trained in the run's search (None when its database is not there)."""
     for db in (run / "search.db", run / "search" / "search.db"):
         if db.is_file():
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-                return con.execute("select count(*) from models where status = 'ok'").fetchone()[0]
+            store = SearchStore.open(db, readonly=True)
+            n = sum(m.status == "ok" for m in store.models())
+            store.close()
+            return n
     return None
 
 

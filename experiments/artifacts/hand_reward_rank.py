@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 from pathlib import Path
 
 from envs.layers import Architecture, Conv, FullyConnected
@@ -26,15 +25,17 @@ from envs.space import RuleViolation, SearchSpace, get_space
 from metaqnn.core.widths import rescale
 from metaqnn.design.pipeline import DesignState
 from metaqnn.rewards.spec import RewardSpec, build_reward
+from metaqnn.search.store import SearchStore
 
 
 def _rewards(run: Path) -> list[float]:
     """Rewards of the models that trained in the run's search."""
     for db in (run / "search.db", run / "search" / "search.db"):
         if db.is_file():
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-                rows = con.execute("select reward from models where status = 'ok'").fetchall()
-            return [float(r) for (r,) in rows]
+            store = SearchStore.open(db, readonly=True)
+            rewards = [m.reward for m in store.models() if m.status == "ok"]
+            store.close()
+            return rewards
     raise SystemExit(f"hand_reward_rank: no search database in {run}")
 
 

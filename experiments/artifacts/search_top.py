@@ -12,19 +12,21 @@ one seed is counted against the same bar), and the epsilon at which the 3 best w
 from __future__ import annotations
 
 import argparse
-import sqlite3
 from pathlib import Path
+
+from metaqnn.errors import CheckpointError
+from metaqnn.search.store import SearchStore
 
 
 def rewards(db: Path) -> list[tuple[float, float]]:
-    """(reward, epsilon) of every model that trained, best first."""
-    if not db.is_file():
-        raise SystemExit(f"search_top: no search database at {db}")
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-        rows = con.execute(
-            "select reward, epsilon from models where status = 'ok' order by reward desc, id"
-        ).fetchall()
-    return [(float(r), float(e)) for r, e in rows]
+    """(reward, epsilon) of every model that trained, best first (the store opened read-only)."""
+    try:
+        store = SearchStore.open(db, readonly=True)
+    except CheckpointError as exc:
+        raise SystemExit(f"search_top: {exc}") from None
+    models = [m for m in store.models() if m.status == "ok"]
+    store.close()
+    return [(m.reward, m.epsilon) for m in sorted(models, key=lambda m: (-m.reward, m.id))]
 
 
 def main() -> None:
