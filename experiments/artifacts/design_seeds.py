@@ -14,19 +14,19 @@ import json
 import statistics
 from pathlib import Path
 
+from stored_search import find_db, open_store
+
 from metaqnn.evaluation.paired import paired_errors
-from metaqnn.search.store import SearchStore
 
 
 def _models(run: Path) -> int | None:
     """Models that trained in the run's search (None when its database is not there)."""
-    for db in (run / "search.db", run / "search" / "search.db"):
-        if db.is_file():
-            store = SearchStore.open(db, readonly=True)
-            n = sum(m.status == "ok" for m in store.models())
-            store.close()
-            return n
-    return None
+    if find_db(run) is None:
+        return None
+    store = open_store(run)
+    n = sum(m.status == "ok" for m in store.models())
+    store.close()
+    return n
 
 
 def load(run: Path) -> dict:

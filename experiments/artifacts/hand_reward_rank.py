@@ -20,23 +20,23 @@ import argparse
 import json
 from pathlib import Path
 
+from stored_search import find_db, open_store
+
 from envs.layers import Architecture, Conv, FullyConnected
 from envs.space import RuleViolation, SearchSpace, get_space
 from metaqnn.core.widths import rescale
 from metaqnn.design.pipeline import DesignState
 from metaqnn.rewards.spec import RewardSpec, build_reward
-from metaqnn.search.store import SearchStore
 
 
 def _rewards(run: Path) -> list[float]:
     """Rewards of the models that trained in the run's search."""
-    for db in (run / "search.db", run / "search" / "search.db"):
-        if db.is_file():
-            store = SearchStore.open(db, readonly=True)
-            rewards = [m.reward for m in store.models() if m.status == "ok"]
-            store.close()
-            return rewards
-    raise SystemExit(f"hand_reward_rank: no search database in {run}")
+    if find_db(run) is None:
+        raise SystemExit(f"hand_reward_rank: no search database in {run}")
+    store = open_store(run)
+    rewards = [m.reward for m in store.models() if m.status == "ok"]
+    store.close()
+    return rewards
 
 
 def in_space(arch: Architecture, space: SearchSpace) -> tuple[Architecture, int]:

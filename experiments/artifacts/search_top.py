@@ -1,12 +1,12 @@
-"""How densely a search found the top of its reward: read-only, over stored ``search.db`` files.
+"""How densely a search found the top of its reward: read-only, over stored search databases.
 
 For each database: the models that trained, their mean reward, the mean of the 10 best, how
 many came within ``--within`` of the best reward of all the databases given (so a pair run at
 one seed is counted against the same bar), and the epsilon at which the 3 best were drawn.
 
     python experiments/artifacts/search_top.py \\
-        experiments/artifacts/design_mnist_qlearning_s2/search.db \\
-        experiments/artifacts/design_mnist_random_s2/search.db
+        experiments/artifacts/design_mnist_qlearning_s2 \\
+        experiments/artifacts/design_mnist_random_s2
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from stored_search import open_store
+
 from metaqnn.errors import CheckpointError
-from metaqnn.search.store import SearchStore
 
 
 def rewards(db: Path) -> list[tuple[float, float]]:
     """(reward, epsilon) of every model that trained, best first (the store opened read-only)."""
     try:
-        store = SearchStore.open(db, readonly=True)
+        store = open_store(db)
     except CheckpointError as exc:
         raise SystemExit(f"search_top: {exc}") from None
     models = [m for m in store.models() if m.status == "ok"]
@@ -31,7 +32,8 @@ def rewards(db: Path) -> list[tuple[float, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("dbs", nargs="+", type=Path, help="search.db files")
+    parser.add_argument("dbs", nargs="+", type=Path,
+                        help="search.db or search.db.gz files, or run folders")  # fmt: skip
     parser.add_argument("--within", type=float, default=0.01,
                         help="count models within this of the best reward")  # fmt: skip
     args = parser.parse_args()
@@ -43,7 +45,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for db, rows in runs.items():
         top = [r for r, _ in rows[:10]]
-        print(f"| {db.parent.name} | {len(rows)} | {sum(r for r, _ in rows) / len(rows):.3f} | "
+        name = db.name if db.is_dir() else db.parent.name
+        print(f"| {name} | {len(rows)} | {sum(r for r, _ in rows) / len(rows):.3f} | "
               f"{sum(top) / len(top):.4f} | {sum(r >= bar for r, _ in rows)} | "
               f"{', '.join(f'{e:g}' for _, e in rows[:3])} |")  # fmt: skip
 
