@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stored_search import open_store
+from stored_search import open_store, run_name
 
 from metaqnn.errors import CheckpointError
 
@@ -45,7 +45,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for db, rows in runs.items():
         top = [r for r, _ in rows[:10]]
-        name = db.name if db.is_dir() else db.parent.name
+        name = run_name(db)
         print(f"| {name} | {len(rows)} | {sum(r for r, _ in rows) / len(rows):.3f} | "
               f"{sum(top) / len(top):.4f} | {sum(r >= bar for r, _ in rows)} | "
               f"{', '.join(f'{e:g}' for _, e in rows[:3])} |")  # fmt: skip

@@ -31,6 +31,13 @@ def find_db(path: Path) -> Path | None:
     return next((path / c for c in CANDIDATES if (path / c).is_file()), None)
 
 
+def run_name(path: Path) -> str:
+    """The run folder's name for ``path`` (a run folder, or a database in it or in its
+    ``search/``)."""
+    run = path if path.is_dir() else path.parent
+    return run.parent.name if run.name == "search" else run.name
+
+
 def open_store(path: Path) -> SearchStore:
     """The store of ``path`` (see :func:`find_db`), opened read-only.
 
