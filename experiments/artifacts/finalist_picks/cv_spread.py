@@ -1,9 +1,10 @@
 """The 5-fold cross-validated error of the seed_spread_heads nets over 3 seeds (each seed moves
 both the fold split and the trainings' seeds), on digits, with the final recipe.
 
-    python experiments/artifacts/finalist_picks/cv_spread.py
+    python experiments/artifacts/finalist_picks/cv_spread.py [--data-root ../shared/data]
 """
 
+import argparse
 import json
 import statistics
 from pathlib import Path
@@ -21,7 +22,9 @@ nets = {
     "GAP c": "[C(16,5,1), C(32,5,1), C(64,5,1), P(3,2), GAP, SM(10)]",
     "FC": "[C(64,5,1), C(64,5,1), P(2,2), FC(128), SM(10)]",
 }
-data = load_dataset("digits", root="../shared/data", device="cpu", seed=0)
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("--data-root", default="../shared/data", help="folder holding digits")
+data = load_dataset("digits", root=parser.parse_args().data_root, device="cpu", seed=0)
 out = {}
 for name, a in nets.items():
     accs = []
