@@ -42,11 +42,21 @@ def load(run: Path) -> dict:
     return summary
 
 
-def _pm(values: list[float]) -> str:
-    """Mean ± sd (the value alone for one seed)."""
+def _pm(values: list[float], sign: str = "") -> str:
+    """Mean ± sd (the value alone for one seed); ``sign="+"`` prints the mean's sign."""
     if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+        return f"{values[0]:{sign}.2f}"
+    return f"{statistics.mean(values):{sign}.2f} ± {statistics.stdev(values):.2f}"
+
+
+def hand_gap(summary: dict) -> float:
+    """The winner's test error minus that of the best hand net trained beside it, in points.
+
+    The final phase sizes its epochs from the timed epochs of all its models, so two runs'
+    winners can differ by final epochs as much as by search; this gap compares each winner with
+    the hand net that had the same epochs, in the same run.
+    """
+    return summary["test_error_pct"] - summary["hand_baseline_test_error_pct"]
 
 
 def main() -> None:
@@ -68,7 +78,8 @@ def main() -> None:
         seeds = ", ".join(str(s["seeds"][0]) for s in mine)
         print(f"{agent}: winner {_pm([s['test_error_pct'] for s in mine])} % over seeds {seeds}"
               f" (mean ± sd); best hand net "
-              f"{_pm([s['hand_baseline_test_error_pct'] for s in mine])} %")  # fmt: skip
+              f"{_pm([s['hand_baseline_test_error_pct'] for s in mine])} %; winner minus the "
+              f"hand net of its run {_pm([hand_gap(s) for s in mine], '+')} points")  # fmt: skip
     pairs = [
         [s for s in runs if s["seeds"][0] == seed] for seed in sorted({s["seeds"][0] for s in runs})
     ]
@@ -78,6 +89,9 @@ def main() -> None:
         lower = sum(p[0]["test_error_pct"] < p[1]["test_error_pct"] for p in pairs)
         higher = sum(p[0]["test_error_pct"] > p[1]["test_error_pct"] for p in pairs)
         print(f"{a}'s winner lower than {b}'s at {lower} of {len(pairs)} seeds, higher at {higher}")
+        closer = sum(hand_gap(p[0]) < hand_gap(p[1]) for p in pairs)
+        print(f"{a}'s winner minus its run's hand net lower than {b}'s at "
+              f"{closer} of {len(pairs)} seeds")  # fmt: skip
     for a, b in pairs:
         seed = a["seeds"][0]
         if not (a["winner_row"].get("test_wrong") and b["winner_row"].get("test_wrong")):
